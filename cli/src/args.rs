@@ -1,0 +1,53 @@
+//! Command-line arguments (clap derive; doc comments are the help text).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// A temporary file system that lives in RAM and spills to disk.
+#[derive(Debug, Parser)]
+#[command(name = "tmpfsd", version, about, propagate_version = true)]
+pub(crate) struct Args {
+    /// Log level: error, warn, info, debug or trace (RUST_LOG overrides).
+    #[arg(long, global = true, default_value = "warn", value_name = "LEVEL")]
+    pub(crate) log_level: String,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Mount a tmpfsd file system at DIR; returns once it answers.
+    Mount {
+        /// The (empty) directory to mount on.
+        dir: PathBuf,
+        /// Comma-separated options: size=, nr_inodes=, mode=, uid=, gid=,
+        /// nonempty, allow_other.
+        #[arg(short = 'o', value_name = "OPTS")]
+        options: Vec<String>,
+        /// Stay in the foreground instead of detaching.
+        #[arg(short, long)]
+        foreground: bool,
+        /// With --foreground or as a daemon: append logs to this file.
+        #[arg(long, value_name = "FILE")]
+        log_file: Option<PathBuf>,
+    },
+    /// Unmount the tmpfsd file system at DIR; all its data is freed.
+    #[command(alias = "umount")]
+    Unmount {
+        /// The mount point.
+        dir: PathBuf,
+        /// Detach now even if files are open; it goes away when they close.
+        #[arg(short = 'z', long)]
+        lazy: bool,
+    },
+    /// Show the current user's tmpfsd mounts: size, used, free, files.
+    Status {
+        /// Only this mount.
+        dir: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}

@@ -1,0 +1,29 @@
+//! One module per subcommand.
+
+mod mount;
+mod status;
+mod unmount;
+
+use crate::args::{Args, Command};
+use crate::CliError;
+
+pub(crate) fn run(args: Args) -> Result<(), CliError> {
+    match args.command {
+        Command::Mount {
+            dir,
+            options,
+            foreground,
+            log_file,
+        } => mount::run(&dir, &options, foreground, &args.log_level, log_file.as_deref()),
+        Command::Unmount { dir, lazy } => unmount::run(&dir, lazy),
+        Command::Status { dir, json } => status::run(dir.as_deref(), json),
+    }
+}
+
+/// `path` made absolute without touching the file system beyond the
+/// current directory (a dead FUSE mount answers ENOTCONN to stat).
+pub(crate) fn absolute(path: &std::path::Path) -> std::path::PathBuf {
+    std::fs::canonicalize(path)
+        .or_else(|_| std::path::absolute(path))
+        .unwrap_or_else(|_| path.to_path_buf())
+}

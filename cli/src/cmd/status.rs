@@ -1,0 +1,116 @@
+//! `tmpfsd status [DIR] [--json]`: size, used, free and files of the
+//! current user's tmpfsd mounts (all of them for root).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Context};
+use serde::Serialize;
+use tmpfsd::sys;
+
+use crate::CliError;
+
+#[derive(Debug, Serialize)]
+struct MountStatus {
+    mount_point: PathBuf,
+    owner_uid: Option<u32>,
+    /// "live", or "dead" when the daemon is gone (ENOTCONN).
+    state: &'static str,
+    size_bytes: u64,
+    used_bytes: u64,
+    free_bytes: u64,
+    files: u64,
+    inode_limit: u64,
+}
+
+fn statvfs(path: &Path) -> std::io::Result<libc::statvfs> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: zeroed is a valid statvfs; c is NUL-terminated.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(st)
+}
+
+fn status_of(m: &sys::MountEntry) -> MountStatus {
+    let mut s = MountStatus {
+        mount_point: m.mount_point.clone(),
+        owner_uid: m.fuse_owner(),
+        state: "dead",
+        size_bytes: 0,
+        used_bytes: 0,
+        free_bytes: 0,
+        files: 0,
+        inode_limit: 0,
+    };
+    if let Ok(st) = statvfs(&m.mount_point) {
+        let frsize = st.f_frsize as u64;
+        s.state = "live";
+        s.size_bytes = st.f_blocks as u64 * frsize;
+        s.free_bytes = st.f_bfree as u64 * frsize;
+        s.used_bytes = s.size_bytes.saturating_sub(s.free_bytes);
+        s.inode_limit = st.f_files as u64;
+        s.files = (st.f_files as u64).saturating_sub(st.f_ffree as u64);
+    }
+    s
+}
+
+fn human(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "K", "M", "G", "T", "P"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n}B")
+    } else {
+        format!("{v:.1}{}", UNITS[u])
+    }
+}
+
+pub(crate) fn run(dir: Option<&Path>, json: bool) -> Result<(), CliError> {
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    let mounts = sys::mounts().context("cannot read the mount table")?;
+    let wanted = dir.map(super::absolute);
+    let list: Vec<MountStatus> = mounts
+        .iter()
+        .filter(|m| m.is_tmpfsd())
+        .filter(|m| uid == 0 || m.fuse_owner() == Some(uid))
+        .filter(|m| wanted.as_ref().is_none_or(|w| *w == m.mount_point))
+        .map(status_of)
+        .collect();
+    if let (Some(w), true) = (&wanted, list.is_empty()) {
+        return Err(anyhow!("{} is not a tmpfsd mount of this user", w.display()).into());
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&list).context("cannot encode status")?
+        );
+        return Ok(());
+    }
+    if list.is_empty() {
+        println!("no tmpfsd mounts");
+        return Ok(());
+    }
+    println!(
+        "{:<40} {:>6} {:>9} {:>9} {:>9} {:>9}",
+        "MOUNT", "STATE", "SIZE", "USED", "FREE", "FILES"
+    );
+    for s in &list {
+        println!(
+            "{:<40} {:>6} {:>9} {:>9} {:>9} {:>9}",
+            s.mount_point.display(),
+            s.state,
+            human(s.size_bytes),
+            human(s.used_bytes),
+            human(s.free_bytes),
+            s.files
+        );
+    }
+    Ok(())
+}

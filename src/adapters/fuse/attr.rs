@@ -1,0 +1,49 @@
+//! Conversions between core types and fuser's wire types.
+
+use std::time::Duration;
+
+use fuser::{Errno, FileAttr, FileType, INodeNo};
+
+use crate::core::{Attr, Kind, BLOCK_SIZE};
+use crate::error::FsError;
+
+/// How long the kernel may cache entries and attributes. The daemon is the
+/// only writer, and every change goes through the kernel, which drops its
+/// cache for what it changed.
+pub(crate) const TTL: Duration = Duration::from_secs(1);
+
+pub(crate) fn errno(e: FsError) -> Errno {
+    Errno::from_i32(e.errno())
+}
+
+pub(crate) fn file_type(kind: Kind) -> FileType {
+    match kind {
+        Kind::File => FileType::RegularFile,
+        Kind::Dir => FileType::Directory,
+        Kind::Symlink => FileType::Symlink,
+        Kind::Fifo => FileType::NamedPipe,
+        Kind::Socket => FileType::Socket,
+        Kind::CharDevice => FileType::CharDevice,
+        Kind::BlockDevice => FileType::BlockDevice,
+    }
+}
+
+pub(crate) fn file_attr(a: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(a.ino.0),
+        size: a.size,
+        blocks: a.blocks,
+        atime: a.atime,
+        mtime: a.mtime,
+        ctime: a.ctime,
+        crtime: a.crtime,
+        kind: file_type(a.kind),
+        perm: (a.perm & 0o7777) as u16,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: a.rdev,
+        blksize: BLOCK_SIZE,
+        flags: 0,
+    }
+}

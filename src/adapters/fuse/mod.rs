@@ -1,0 +1,499 @@
+//! The FUSE adapter (Linux, macOS): `impl fuser::Filesystem` over
+//! [`crate::core::Fs`]. Each handler decodes its request, calls one core
+//! method and encodes the answer; nothing here owns file-system state.
+//!
+//! Every handler runs inside [`guarded`]: a panic is caught and logged, the
+//! unsent reply answers EIO as it is dropped, and the worker thread lives on
+//! (fuser alone would lose the thread and end the session).
+
+mod attr;
+mod session;
+
+use std::ffi::OsStr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use fuser::{
+    AccessFlags, BsdFileFlags, CopyFileRangeFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
+    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
+    TimeOrNow, WriteFlags,
+};
+
+use crate::core::{self, Caller, Entry, Fallocate, Fs, HandleId, NodeId, SetAttr, TimeSet, Whence};
+use crate::error::FsError;
+use attr::{errno, file_attr, file_type, TTL};
+pub use session::{mount, FS_NAME};
+
+/// Largest write the kernel may send in one request.
+const MAX_WRITE: u32 = 1 << 20;
+
+/// The FUSE face of a [`Fs`].
+#[derive(Debug)]
+pub struct FuseFs {
+    fs: Arc<Fs>,
+}
+
+impl FuseFs {
+    /// Wraps a file system for mounting.
+    #[must_use]
+    pub fn new(fs: Arc<Fs>) -> Self {
+        Self { fs }
+    }
+}
+
+/// Runs one request handler, catching a panic so that the session survives.
+fn guarded(op: &'static str, f: impl FnOnce()) {
+    if let Err(panic) = catch_unwind(AssertUnwindSafe(f)) {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(ToString::to_string)
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        tracing::error!(op, panic = %what, "request panicked; answered EIO");
+    }
+}
+
+fn caller(req: &Request) -> Caller {
+    Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+        pid: req.pid(),
+    }
+}
+
+fn node(ino: INodeNo) -> NodeId {
+    NodeId(ino.0)
+}
+
+fn handle(fh: FileHandle) -> HandleId {
+    HandleId(fh.0)
+}
+
+fn reply_entry(reply: ReplyEntry, r: Result<Entry, FsError>) {
+    match r {
+        Ok(e) => reply.entry(&TTL, &file_attr(&e.attr), Generation(e.generation.0)),
+        Err(e) => reply.error(errno(e)),
+    }
+}
+
+fn reply_empty(reply: ReplyEmpty, r: Result<(), FsError>) {
+    match r {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(errno(e)),
+    }
+}
+
+fn reply_xattr(reply: ReplyXattr, size: u32, r: Result<Vec<u8>, FsError>) {
+    match r {
+        Ok(v) if size == 0 => reply.size(u32::try_from(v.len()).unwrap_or(u32::MAX)),
+        Ok(v) if v.len() > size as usize => reply.error(Errno::ERANGE),
+        Ok(v) => reply.data(&v),
+        Err(e) => reply.error(errno(e)),
+    }
+}
+
+fn time_set(t: TimeOrNow) -> TimeSet {
+    match t {
+        TimeOrNow::Now => TimeSet::Now,
+        TimeOrNow::SpecificTime(t) => TimeSet::At(t),
+    }
+}
+
+impl Filesystem for FuseFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        if let Err(max) = config.set_max_write(MAX_WRITE) {
+            let _ = config.set_max_write(max);
+        }
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        guarded("lookup", || reply_entry(reply, self.fs.lookup(node(parent), name)));
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        guarded("forget", || self.fs.forget(node(ino), nlookup));
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        guarded("getattr", || match self.fs.getattr(node(ino)) {
+            Ok(a) => reply.attr(&TTL, &file_attr(&a)),
+            Err(e) => reply.error(errno(e)),
+        });
+    }
+
+    fn setattr(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        guarded("setattr", || {
+            let set = SetAttr {
+                mode,
+                uid,
+                gid,
+                size,
+                atime: atime.map(time_set),
+                mtime: mtime.map(time_set),
+                ctime,
+            };
+            match self.fs.setattr(caller(req), node(ino), set) {
+                Ok(a) => reply.attr(&TTL, &file_attr(&a)),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        guarded("readlink", || match self.fs.readlink(node(ino)) {
+            Ok(t) => reply.data(&t),
+            Err(e) => reply.error(errno(e)),
+        });
+    }
+
+    fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
+        guarded("mknod", || {
+            reply_entry(
+                reply,
+                self.fs.mknod(caller(req), node(parent), name, mode & !umask, rdev),
+            );
+        });
+    }
+
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+        guarded("mkdir", || {
+            reply_entry(
+                reply,
+                self.fs.mkdir(caller(req), node(parent), name, mode & !umask & 0o7777),
+            );
+        });
+    }
+
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        guarded("unlink", || {
+            reply_empty(reply, self.fs.unlink(caller(req), node(parent), name))
+        });
+    }
+
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        guarded("rmdir", || {
+            reply_empty(reply, self.fs.rmdir(caller(req), node(parent), name))
+        });
+    }
+
+    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+        guarded("symlink", || {
+            reply_entry(
+                reply,
+                self.fs
+                    .symlink(caller(req), node(parent), link_name, target.as_os_str()),
+            );
+        });
+    }
+
+    fn rename(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        guarded("rename", || {
+            if flags.contains(RenameFlags::RENAME_WHITEOUT) {
+                return reply.error(Errno::EINVAL);
+            }
+            let flags = core::RenameFlags {
+                noreplace: flags.contains(RenameFlags::RENAME_NOREPLACE),
+                exchange: flags.contains(RenameFlags::RENAME_EXCHANGE),
+            };
+            let r = self
+                .fs
+                .rename(caller(req), node(parent), name, node(newparent), newname, flags);
+            reply_empty(reply, r);
+        });
+    }
+
+    fn link(&self, req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+        guarded("link", || {
+            reply_entry(reply, self.fs.link(caller(req), node(ino), node(newparent), newname));
+        });
+    }
+
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        guarded("open", || match self.fs.open(caller(req), node(ino), flags.0) {
+            Ok(fh) => reply.opened(FileHandle(fh.0), FopenFlags::empty()),
+            Err(e) => reply.error(errno(e)),
+        });
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        guarded("read", || match self.fs.read(handle(fh), offset, size) {
+            Ok(data) => reply.data(&data),
+            Err(e) => reply.error(errno(e)),
+        });
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        guarded("write", || match self.fs.write(handle(fh), offset, data) {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(errno(e)),
+        });
+    }
+
+    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        reply.ok();
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        guarded("release", || reply_empty(reply, self.fs.release(handle(fh))));
+    }
+
+    fn fsync(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        // Nothing to make durable: the contents are meant to vanish.
+        reply.ok();
+    }
+
+    fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        guarded("opendir", || match self.fs.opendir(caller(req), node(ino)) {
+            Ok(fh) => reply.opened(FileHandle(fh.0), FopenFlags::empty()),
+            Err(e) => reply.error(errno(e)),
+        });
+    }
+
+    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        guarded("readdir", || {
+            let r = self.fs.readdir(node(ino), offset, |e| {
+                reply.add(INodeNo(e.ino.0), e.offset, file_type(e.kind), e.name)
+            });
+            match r {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn readdirplus(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        guarded("readdirplus", || {
+            let r = self.fs.readdirplus(node(ino), offset, |e, entry| {
+                reply.add(
+                    INodeNo(e.ino.0),
+                    e.offset,
+                    e.name,
+                    &TTL,
+                    &file_attr(&entry.attr),
+                    Generation(entry.generation.0),
+                )
+            });
+            match r {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+        guarded("releasedir", || reply_empty(reply, self.fs.release(handle(fh))));
+    }
+
+    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        guarded("statfs", || {
+            let s = self.fs.statfs();
+            reply.statfs(
+                s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.bsize,
+            );
+        });
+    }
+
+    fn setxattr(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        position: u32,
+        reply: ReplyEmpty,
+    ) {
+        guarded("setxattr", || {
+            if position != 0 {
+                return reply.error(Errno::EINVAL);
+            }
+            reply_empty(reply, self.fs.setxattr(caller(req), node(ino), name, value, flags));
+        });
+    }
+
+    fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        guarded("getxattr", || {
+            reply_xattr(reply, size, self.fs.getxattr(caller(req), node(ino), name))
+        });
+    }
+
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        guarded("listxattr", || {
+            reply_xattr(reply, size, self.fs.listxattr(caller(req), node(ino)))
+        });
+    }
+
+    fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        guarded("removexattr", || {
+            reply_empty(reply, self.fs.removexattr(caller(req), node(ino), name))
+        });
+    }
+
+    fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        guarded("access", || {
+            reply_empty(reply, self.fs.access(caller(req), node(ino), mask.bits()))
+        });
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        guarded("create", || {
+            match self
+                .fs
+                .create(caller(req), node(parent), name, mode & !umask & 0o7777, flags)
+            {
+                Ok((e, fh)) => reply.created(
+                    &TTL,
+                    &file_attr(&e.attr),
+                    Generation(e.generation.0),
+                    FileHandle(fh.0),
+                    FopenFlags::empty(),
+                ),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        guarded("fallocate", || {
+            let r = Fallocate::from_mode(mode).and_then(|m| self.fs.fallocate(handle(fh), offset, length, m));
+            reply_empty(reply, r);
+        });
+    }
+
+    fn lseek(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {
+        guarded("lseek", || {
+            let whence = match whence {
+                libc::SEEK_SET => Whence::Set,
+                libc::SEEK_END => Whence::End,
+                libc::SEEK_DATA => Whence::Data,
+                libc::SEEK_HOLE => Whence::Hole,
+                _ => return reply.error(Errno::EINVAL),
+            };
+            let Ok(off) = u64::try_from(offset) else {
+                return reply.error(if matches!(whence, Whence::Data | Whence::Hole) {
+                    Errno::ENXIO
+                } else {
+                    Errno::EINVAL
+                });
+            };
+            match self.fs.lseek(handle(fh), off, whence) {
+                Ok(pos) => match i64::try_from(pos) {
+                    Ok(pos) => reply.offset(pos),
+                    Err(_) => reply.error(Errno::EOVERFLOW),
+                },
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn copy_file_range(
+        &self,
+        _req: &Request,
+        _ino_in: INodeNo,
+        fh_in: FileHandle,
+        offset_in: u64,
+        _ino_out: INodeNo,
+        fh_out: FileHandle,
+        offset_out: u64,
+        len: u64,
+        flags: CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        guarded("copy_file_range", || {
+            if !flags.is_empty() {
+                return reply.error(Errno::EINVAL);
+            }
+            // The reply carries a 32-bit count; callers loop on short copies.
+            let len = len.min(1 << 30);
+            match self
+                .fs
+                .copy_file_range(handle(fh_in), offset_in, handle(fh_out), offset_out, len)
+            {
+                Ok(n) => reply.written(u32::try_from(n).unwrap_or(u32::MAX)),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+}

@@ -1,0 +1,54 @@
+//! Mounting: the option list, the multi-threaded session and its unmounter.
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use fuser::{Config, MountOption, Session, SessionACL};
+
+use super::FuseFs;
+use crate::config::MountConfig;
+use crate::core::Fs;
+
+/// The name shown in the mount table: `tmpfsd` as source, `fuse.tmpfsd` as type.
+pub const FS_NAME: &str = "tmpfsd";
+
+/// Mounts `fs` at `mountpoint` and returns the session, ready to run: the
+/// kernel's INIT has been answered, but requests are served only once the
+/// session runs.
+///
+/// # Errors
+/// The mount or the FUSE handshake failed (no /dev/fuse, no fusermount3,
+/// a busy or missing mount point, `allow_other` refused).
+pub fn mount(fs: Arc<Fs>, mountpoint: &Path, config: &MountConfig) -> io::Result<Session<FuseFs>> {
+    let options = vec![
+        MountOption::FSName(FS_NAME.into()),
+        MountOption::Subtype(FS_NAME.into()),
+        MountOption::DefaultPermissions,
+        MountOption::NoSuid,
+        MountOption::NoDev,
+        MountOption::RW,
+    ];
+    let mut fuse_config = Config::default();
+    fuse_config.mount_options = options;
+    fuse_config.acl = if config.allow_other {
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
+    fuse_config.n_threads = Some(worker_threads());
+    fuse_config.clone_fd = cfg!(target_os = "linux");
+    Session::new(FuseFs::new(fs), mountpoint, &fuse_config)
+}
+
+/// Event-loop threads: one per core, at least two so that a slow request
+/// never stalls every other, and one on platforms where fuser allows no more.
+fn worker_threads() -> usize {
+    if cfg!(target_os = "linux") {
+        std::thread::available_parallelism()
+            .map_or(2, std::num::NonZeroUsize::get)
+            .clamp(2, 16)
+    } else {
+        1
+    }
+}

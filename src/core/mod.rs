@@ -1,0 +1,1482 @@
+//! The namespace: nodes, directories, names, links, modes, owners, times,
+//! xattrs, open handles and lookup counts. Platform-neutral and in-process:
+//! adapters decode a request, call one [`Fs`] method and encode the answer.
+//!
+//! # Contract shared by all methods
+//! - Every method that answers with an [`Entry`] (lookup, create, mknod,
+//!   mkdir, symlink, link, and each non-dot entry of [`Fs::readdirplus`])
+//!   raises the node's lookup count by one; the adapter lowers it with
+//!   [`Fs::forget`] when the kernel does.
+//! - Errors are [`FsError`]s; each maps to one errno.
+//! - Permission bits are checked by the kernel (`default_permissions`).
+//!   The core checks what the kernel leaves to the file system: names,
+//!   limits, kinds, emptiness, rename loops and xattr namespaces.
+//!
+//! # Lock order
+//! 1. The rename lock (cross-directory renames only).
+//! 2. Directory entry locks: parent before child; two unrelated directories
+//!    (only in a cross-directory rename, under the rename lock) ancestor
+//!    first, else by ascending id.
+//! 3. File data locks (never two at once).
+//! 4. Node `meta` locks: leaves; nothing is locked while one is held,
+//!    except the table shard lock taken *around* one in eviction.
+//!
+//! No table guard (DashMap `Ref`) is held across another call on the table
+//! or while a node lock is taken: an `Arc<Node>` is cloned out first.
+
+mod dir;
+pub mod ids;
+mod node;
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use dashmap::DashMap;
+use parking_lot::{Mutex, RwLock};
+
+use crate::config::MountConfig;
+use crate::error::{FsError, FsResult};
+use crate::storage::budget::{Budget, NoSpace};
+use crate::storage::{FileData, Tier};
+use dir::{Dir, FIRST_COOKIE};
+pub use ids::{Caller, Generation, HandleId, NodeId};
+pub use node::Kind;
+use node::{saturating_dec, Body, Meta, Node};
+
+/// Longest name in a directory, in bytes.
+pub const NAME_MAX: usize = 255;
+/// Longest symlink target, in bytes (PATH_MAX less the terminating NUL).
+pub const SYMLINK_MAX: usize = 4095;
+/// Largest file size: offsets past this answer EFBIG.
+pub const MAX_FILE_SIZE: u64 = i64::MAX as u64;
+/// Largest xattr value (XATTR_SIZE_MAX).
+pub const XATTR_VALUE_MAX: usize = 65536;
+/// Largest total of names and values of one node's xattrs.
+pub const XATTR_NODE_MAX: u64 = 1 << 20;
+/// Block size reported by statfs and stat.
+pub const BLOCK_SIZE: u32 = 4096;
+const MAX_LINKS: u32 = 65000;
+const GENERATION: Generation = Generation(1);
+const COPY_CHUNK: usize = 1 << 20;
+
+/// Attributes of a node, as stat reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attr {
+    /// Node number.
+    pub ino: NodeId,
+    /// Kind.
+    pub kind: Kind,
+    /// Permission bits, including set-id and sticky bits.
+    pub perm: u32,
+    /// Number of names.
+    pub nlink: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Device number (device nodes only).
+    pub rdev: u32,
+    /// Size in bytes.
+    pub size: u64,
+    /// 512-byte blocks held.
+    pub blocks: u64,
+    /// Last access.
+    pub atime: SystemTime,
+    /// Last data change.
+    pub mtime: SystemTime,
+    /// Last status change.
+    pub ctime: SystemTime,
+    /// Creation.
+    pub crtime: SystemTime,
+}
+
+/// A node reference handed to the kernel: attributes plus generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    /// The node's attributes.
+    pub attr: Attr,
+    /// Its generation.
+    pub generation: Generation,
+}
+
+/// A time to set in [`SetAttr`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeSet {
+    /// The current time (UTIME_NOW).
+    Now,
+    /// This time.
+    At(SystemTime),
+}
+
+/// The attribute changes of one setattr call; `None` leaves a field alone.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SetAttr {
+    /// New permission bits (file-type bits are ignored).
+    pub mode: Option<u32>,
+    /// New owner.
+    pub uid: Option<u32>,
+    /// New group.
+    pub gid: Option<u32>,
+    /// New size (regular files only).
+    pub size: Option<u64>,
+    /// New access time.
+    pub atime: Option<TimeSet>,
+    /// New modification time.
+    pub mtime: Option<TimeSet>,
+    /// New status-change time (otherwise it becomes now).
+    pub ctime: Option<SystemTime>,
+}
+
+/// Flags of a rename.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RenameFlags {
+    /// RENAME_NOREPLACE: fail with EEXIST if the new name exists.
+    pub noreplace: bool,
+    /// RENAME_EXCHANGE: swap the two names atomically.
+    pub exchange: bool,
+}
+
+/// One directory entry produced by readdir.
+#[derive(Debug, Clone, Copy)]
+pub struct DirEntry<'a> {
+    /// The entry's node.
+    pub ino: NodeId,
+    /// Cookie to resume after this entry.
+    pub offset: u64,
+    /// The entry's kind.
+    pub kind: Kind,
+    /// The entry's name.
+    pub name: &'a OsStr,
+}
+
+/// File-system totals for statfs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatFs {
+    /// Total blocks of [`BLOCK_SIZE`] (0 when unlimited).
+    pub blocks: u64,
+    /// Free blocks.
+    pub bfree: u64,
+    /// Free blocks for unprivileged users.
+    pub bavail: u64,
+    /// Total inodes (0 when unlimited).
+    pub files: u64,
+    /// Free inodes.
+    pub ffree: u64,
+    /// Block size.
+    pub bsize: u32,
+    /// Longest name.
+    pub namelen: u32,
+}
+
+/// Whence values for [`Fs::lseek`] that the file system answers itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whence {
+    /// SEEK_SET.
+    Set,
+    /// SEEK_END.
+    End,
+    /// SEEK_DATA.
+    Data,
+    /// SEEK_HOLE.
+    Hole,
+}
+
+/// fallocate modes the file system supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fallocate {
+    /// Mode 0: allocate and extend the size.
+    Allocate,
+    /// FALLOC_FL_KEEP_SIZE: allocate, keep the size.
+    KeepSize,
+    /// FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE.
+    PunchHole,
+}
+
+impl Fallocate {
+    /// Decodes a Linux fallocate mode.
+    ///
+    /// # Errors
+    /// [`FsError::NotSupported`] for any other mode.
+    pub fn from_mode(mode: i32) -> FsResult<Self> {
+        const KEEP_SIZE: i32 = 0x01;
+        const PUNCH_HOLE: i32 = 0x02;
+        match mode {
+            0 => Ok(Self::Allocate),
+            KEEP_SIZE => Ok(Self::KeepSize),
+            m if m == PUNCH_HOLE | KEEP_SIZE => Ok(Self::PunchHole),
+            _ => Err(FsError::NotSupported),
+        }
+    }
+}
+
+/// An open file or directory.
+#[derive(Debug)]
+struct Handle {
+    node: Arc<Node>,
+    append: bool,
+}
+
+/// Counters for `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    /// Bytes held (file data plus xattrs).
+    pub bytes: u64,
+    /// Byte limit (`u64::MAX` when unlimited).
+    pub byte_limit: u64,
+    /// Highest byte use seen.
+    pub bytes_high_water: u64,
+    /// Inodes in use.
+    pub inodes: u64,
+    /// Inode limit (`u64::MAX` when unlimited).
+    pub inode_limit: u64,
+    /// Requests answered ENOSPC.
+    pub enospc: u64,
+    /// Open handles.
+    pub open_handles: u64,
+}
+
+/// The file system. Shared by every adapter thread (`&self` everywhere).
+#[derive(Debug)]
+pub struct Fs {
+    nodes: DashMap<NodeId, Arc<Node>>,
+    handles: DashMap<HandleId, Arc<Handle>>,
+    next_id: AtomicU64,
+    next_handle: AtomicU64,
+    budget: Budget,
+    rename_lock: Mutex<()>,
+    #[cfg(feature = "fault-injection")]
+    panic_name: Option<std::ffi::OsString>,
+}
+
+fn now() -> SystemTime {
+    SystemTime::now()
+}
+
+fn no_space(_: NoSpace) -> FsError {
+    FsError::NoSpace
+}
+
+/// Checks a name for a new directory entry.
+fn check_name(name: &OsStr) -> FsResult<()> {
+    let b = name.as_bytes();
+    if b.len() > NAME_MAX {
+        return Err(FsError::NameTooLong);
+    }
+    if b.is_empty() || b.contains(&b'/') || b.contains(&0) {
+        return Err(FsError::Invalid);
+    }
+    if b == b"." || b == b".." {
+        return Err(FsError::Exists);
+    }
+    Ok(())
+}
+
+fn check_range(off: u64, len: u64) -> FsResult<u64> {
+    off.checked_add(len)
+        .filter(|end| *end <= MAX_FILE_SIZE)
+        .ok_or(FsError::FileTooBig)
+}
+
+impl Fs {
+    /// A new, empty file system whose root belongs to `owner` unless the
+    /// configuration names `uid=`/`gid=`.
+    #[must_use]
+    pub fn new(config: &MountConfig, owner: Caller) -> Self {
+        let fs = Self {
+            nodes: DashMap::new(),
+            handles: DashMap::new(),
+            next_id: AtomicU64::new(NodeId::ROOT.0 + 1),
+            next_handle: AtomicU64::new(1),
+            budget: Budget::new(config.size, config.nr_inodes),
+            rename_lock: Mutex::new(()),
+            #[cfg(feature = "fault-injection")]
+            panic_name: std::env::var_os("TMPFSD_FAULT_PANIC_NAME"),
+        };
+        let t = now();
+        let root = Node {
+            id: NodeId::ROOT,
+            kind: Kind::Dir,
+            meta: Mutex::new(Meta {
+                perm: config.mode & 0o7777,
+                uid: config.uid.unwrap_or(owner.uid),
+                gid: config.gid.unwrap_or(owner.gid),
+                nlink: 2,
+                rdev: 0,
+                atime: t,
+                mtime: t,
+                ctime: t,
+                crtime: t,
+                xattrs: BTreeMap::new(),
+                xattr_bytes: 0,
+            }),
+            body: Body::Dir(RwLock::new(Dir::new())),
+            lookups: AtomicU64::new(1),
+            opens: AtomicU64::new(0),
+            parent: AtomicU64::new(NodeId::ROOT.0),
+            size: AtomicU64::new(40),
+            allocated: AtomicU64::new(0),
+        };
+        // The root always counts as one inode, even past a tiny limit.
+        let _ = fs.budget.reserve_inode();
+        fs.nodes.insert(NodeId::ROOT, Arc::new(root));
+        fs
+    }
+
+    #[cfg(feature = "fault-injection")]
+    fn fault_point(&self, name: &OsStr) {
+        if self.panic_name.as_deref() == Some(name) {
+            panic!("fault injection: request on {name:?}");
+        }
+    }
+
+    #[cfg(not(feature = "fault-injection"))]
+    #[inline]
+    fn fault_point(&self, _name: &OsStr) {}
+
+    fn node(&self, id: NodeId) -> FsResult<Arc<Node>> {
+        self.nodes
+            .get(&id)
+            .map(|r| Arc::clone(r.value()))
+            .ok_or(FsError::NotFound)
+    }
+
+    fn handle(&self, fh: HandleId) -> FsResult<Arc<Handle>> {
+        self.handles
+            .get(&fh)
+            .map(|r| Arc::clone(r.value()))
+            .ok_or(FsError::BadHandle)
+    }
+
+    /// Removes the node from the table if nothing refers to it any more,
+    /// and gives its storage back.
+    fn maybe_evict(&self, node: &Arc<Node>) {
+        if node.id == NodeId::ROOT || !node.unreferenced() {
+            return;
+        }
+        let Some((_, node)) = self.nodes.remove_if(&node.id, |_, n| n.unreferenced()) else {
+            return;
+        };
+        self.budget.release_inode();
+        if let Some(data) = node.file() {
+            data.write().release(&self.budget);
+        }
+        let mut meta = node.meta.lock();
+        self.budget.release_bytes(meta.xattr_bytes);
+        meta.xattr_bytes = 0;
+        meta.xattrs.clear();
+    }
+
+    fn attr_of(node: &Node) -> Attr {
+        let m = node.meta.lock();
+        Attr {
+            ino: node.id,
+            kind: node.kind,
+            perm: m.perm,
+            nlink: m.nlink,
+            uid: m.uid,
+            gid: m.gid,
+            rdev: m.rdev,
+            size: node.size.load(Ordering::Acquire),
+            blocks: node.allocated.load(Ordering::Acquire).div_ceil(512),
+            atime: m.atime,
+            mtime: m.mtime,
+            ctime: m.ctime,
+            crtime: m.crtime,
+        }
+    }
+
+    /// Raises the lookup count and describes the node for the kernel.
+    fn entry_of(node: &Node) -> Entry {
+        node.lookups.fetch_add(1, Ordering::AcqRel);
+        Entry {
+            attr: Self::attr_of(node),
+            generation: GENERATION,
+        }
+    }
+
+    // ---------------------------------------------------------------- lookup
+
+    /// Finds `name` in `parent`.
+    ///
+    /// # Errors
+    /// ENOENT, ENOTDIR, ENAMETOOLONG.
+    pub fn lookup(&self, parent: NodeId, name: &OsStr) -> FsResult<Entry> {
+        self.fault_point(name);
+        if name.len() > NAME_MAX {
+            return Err(FsError::NameTooLong);
+        }
+        let p = self.node(parent)?;
+        let dir = p.dir().ok_or(FsError::NotDir)?;
+        let d = dir.read();
+        let slot = d.get(name).ok_or(FsError::NotFound)?;
+        let child = self.node(slot.id)?;
+        Ok(Self::entry_of(&child))
+    }
+
+    /// The kernel dropped `n` references to `ino`.
+    pub fn forget(&self, ino: NodeId, n: u64) {
+        if let Ok(node) = self.node(ino) {
+            if saturating_dec(&node.lookups, n) == 0 {
+                self.maybe_evict(&node);
+            }
+        }
+    }
+
+    /// Attributes of `ino`.
+    ///
+    /// # Errors
+    /// ENOENT for an unknown node.
+    pub fn getattr(&self, ino: NodeId) -> FsResult<Attr> {
+        Ok(Self::attr_of(&*self.node(ino)?))
+    }
+
+    /// Changes attributes (chmod, chown, truncate, utimens).
+    ///
+    /// # Errors
+    /// EISDIR/EINVAL for a size on a non-file, EFBIG past the largest size.
+    pub fn setattr(&self, _caller: Caller, ino: NodeId, set: SetAttr) -> FsResult<Attr> {
+        let node = self.node(ino)?;
+        let t = now();
+        let mut size_changed = false;
+        if let Some(size) = set.size {
+            let data = match node.kind {
+                Kind::File => node.file().ok_or(FsError::Io)?,
+                Kind::Dir => return Err(FsError::IsDir),
+                _ => return Err(FsError::Invalid),
+            };
+            if size > MAX_FILE_SIZE {
+                return Err(FsError::FileTooBig);
+            }
+            let mut d = data.write();
+            d.set_len(size, &self.budget);
+            node.publish(&d);
+            size_changed = true;
+        }
+        let mut m = node.meta.lock();
+        if let Some(mode) = set.mode {
+            m.perm = mode & 0o7777;
+        }
+        if let Some(uid) = set.uid {
+            m.uid = uid;
+        }
+        if let Some(gid) = set.gid {
+            m.gid = gid;
+        }
+        match set.atime {
+            Some(TimeSet::Now) => m.atime = t,
+            Some(TimeSet::At(at)) => m.atime = at,
+            None => {}
+        }
+        match set.mtime {
+            Some(TimeSet::Now) => m.mtime = t,
+            Some(TimeSet::At(at)) => m.mtime = at,
+            None if size_changed => m.mtime = t,
+            None => {}
+        }
+        m.ctime = set.ctime.unwrap_or(t);
+        drop(m);
+        Ok(Self::attr_of(&node))
+    }
+
+    /// The target of a symlink.
+    ///
+    /// # Errors
+    /// EINVAL if `ino` is not a symlink.
+    pub fn readlink(&self, ino: NodeId) -> FsResult<Vec<u8>> {
+        match &self.node(ino)?.body {
+            Body::Symlink(target) => Ok(target.to_vec()),
+            _ => Err(FsError::Invalid),
+        }
+    }
+
+    // -------------------------------------------------------------- creation
+
+    /// Creates a node named `name` in `parent` under the parent's entry lock.
+    /// `mode` carries the permission bits (umask already applied).
+    fn create_node(
+        &self,
+        caller: Caller,
+        parent: NodeId,
+        name: &OsStr,
+        kind: Kind,
+        mode: u32,
+        rdev: u32,
+        body: impl FnOnce() -> Body,
+    ) -> FsResult<Arc<Node>> {
+        self.fault_point(name);
+        check_name(name)?;
+        let p = self.node(parent)?;
+        let dir = p.dir().ok_or(FsError::NotDir)?;
+        let mut d = dir.write();
+        if d.removed {
+            return Err(FsError::NotFound);
+        }
+        if d.get(name).is_some() {
+            return Err(FsError::Exists);
+        }
+        if kind == Kind::Dir && p.meta.lock().nlink >= MAX_LINKS {
+            return Err(FsError::TooManyLinks);
+        }
+        self.budget.reserve_inode().map_err(no_space)?;
+        let t = now();
+        let (mut perm, gid) = {
+            let pm = p.meta.lock();
+            if pm.perm & libc::S_ISGID as u32 != 0 {
+                let perm = if kind == Kind::Dir {
+                    mode | libc::S_ISGID as u32
+                } else {
+                    mode
+                };
+                (perm, pm.gid)
+            } else {
+                (mode, caller.gid)
+            }
+        };
+        perm &= 0o7777;
+        let id = NodeId(self.next_id.fetch_add(1, Ordering::Relaxed));
+        let body = body();
+        let size = match &body {
+            Body::Symlink(t) => t.len() as u64,
+            Body::Dir(_) => 40,
+            _ => 0,
+        };
+        let node = Arc::new(Node {
+            id,
+            kind,
+            meta: Mutex::new(Meta {
+                perm,
+                uid: caller.uid,
+                gid,
+                nlink: if kind == Kind::Dir { 2 } else { 1 },
+                rdev,
+                atime: t,
+                mtime: t,
+                ctime: t,
+                crtime: t,
+                xattrs: BTreeMap::new(),
+                xattr_bytes: 0,
+            }),
+            body,
+            lookups: AtomicU64::new(0),
+            opens: AtomicU64::new(0),
+            parent: AtomicU64::new(parent.0),
+            size: AtomicU64::new(size),
+            allocated: AtomicU64::new(0),
+        });
+        self.nodes.insert(id, Arc::clone(&node));
+        d.insert(name, id, kind);
+        p.publish_dir(&d);
+        let mut pm = p.meta.lock();
+        pm.touch_modified(t);
+        if kind == Kind::Dir {
+            pm.nlink += 1;
+        }
+        Ok(node)
+    }
+
+    /// Creates a regular file, FIFO, socket or device node.
+    ///
+    /// # Errors
+    /// EEXIST, ENOENT, ENOTDIR, ENAMETOOLONG, ENOSPC, EINVAL for a bad type.
+    pub fn mknod(&self, caller: Caller, parent: NodeId, name: &OsStr, mode: u32, rdev: u32) -> FsResult<Entry> {
+        let kind = Kind::from_mode(mode).ok_or(FsError::Invalid)?;
+        let body = match kind {
+            Kind::File => || Body::File(RwLock::new(FileData::default())),
+            Kind::Dir | Kind::Symlink => return Err(FsError::Invalid),
+            _ => || Body::Special,
+        };
+        let rdev = if matches!(kind, Kind::CharDevice | Kind::BlockDevice) {
+            rdev
+        } else {
+            0
+        };
+        let node = self.create_node(caller, parent, name, kind, mode, rdev, body)?;
+        Ok(Self::entry_of(&node))
+    }
+
+    /// Creates a directory.
+    ///
+    /// # Errors
+    /// EEXIST, ENOENT, ENOTDIR, ENAMETOOLONG, ENOSPC, EMLINK.
+    pub fn mkdir(&self, caller: Caller, parent: NodeId, name: &OsStr, mode: u32) -> FsResult<Entry> {
+        let node = self.create_node(caller, parent, name, Kind::Dir, mode, 0, || {
+            Body::Dir(RwLock::new(Dir::new()))
+        })?;
+        Ok(Self::entry_of(&node))
+    }
+
+    /// Creates a symlink to `target`.
+    ///
+    /// # Errors
+    /// ENAMETOOLONG for a target over [`SYMLINK_MAX`] bytes, and as mkdir.
+    pub fn symlink(&self, caller: Caller, parent: NodeId, name: &OsStr, target: &OsStr) -> FsResult<Entry> {
+        let target = target.as_bytes();
+        if target.len() > SYMLINK_MAX {
+            return Err(FsError::NameTooLong);
+        }
+        if target.is_empty() {
+            return Err(FsError::NotFound);
+        }
+        let node = self.create_node(caller, parent, name, Kind::Symlink, 0o777, 0, || {
+            Body::Symlink(target.into())
+        })?;
+        Ok(Self::entry_of(&node))
+    }
+
+    /// Creates and opens a regular file (open with O_CREAT). With
+    /// `exclusive` (O_EXCL) an existing name fails with EEXIST, atomically;
+    /// without it an existing regular file is opened instead.
+    ///
+    /// # Errors
+    /// As mknod; EISDIR when the existing name is a directory.
+    pub fn create(
+        &self,
+        caller: Caller,
+        parent: NodeId,
+        name: &OsStr,
+        mode: u32,
+        flags: i32,
+    ) -> FsResult<(Entry, HandleId)> {
+        let exclusive = flags & libc::O_EXCL != 0;
+        let node = match self.create_node(caller, parent, name, Kind::File, mode, 0, || {
+            Body::File(RwLock::new(FileData::default()))
+        }) {
+            Ok(node) => node,
+            Err(FsError::Exists) if !exclusive => {
+                let e = self.lookup(parent, name)?;
+                let node = self.node(e.attr.ino)?;
+                if node.kind == Kind::Dir {
+                    self.forget(node.id, 1);
+                    return Err(FsError::IsDir);
+                }
+                let fh = self.open_node(&node, flags);
+                return Ok((e, fh));
+            }
+            Err(e) => return Err(e),
+        };
+        let entry = Self::entry_of(&node);
+        let fh = self.open_node(&node, flags);
+        Ok((entry, fh))
+    }
+
+    /// Adds a hard link to `ino` as `name` in `parent`.
+    ///
+    /// # Errors
+    /// EPERM for a directory, ENOENT for an unlinked node, EMLINK, EEXIST.
+    pub fn link(&self, _caller: Caller, ino: NodeId, parent: NodeId, name: &OsStr) -> FsResult<Entry> {
+        check_name(name)?;
+        let node = self.node(ino)?;
+        if node.kind == Kind::Dir {
+            return Err(FsError::NotPermitted);
+        }
+        let p = self.node(parent)?;
+        let dir = p.dir().ok_or(FsError::NotDir)?;
+        let mut d = dir.write();
+        if d.removed {
+            return Err(FsError::NotFound);
+        }
+        if d.get(name).is_some() {
+            return Err(FsError::Exists);
+        }
+        let t = now();
+        {
+            let mut m = node.meta.lock();
+            if m.nlink == 0 {
+                return Err(FsError::NotFound);
+            }
+            if m.nlink >= MAX_LINKS {
+                return Err(FsError::TooManyLinks);
+            }
+            m.nlink += 1;
+            m.ctime = t;
+        }
+        d.insert(name, node.id, node.kind);
+        p.publish_dir(&d);
+        p.meta.lock().touch_modified(t);
+        drop(d);
+        Ok(Self::entry_of(&node))
+    }
+
+    // -------------------------------------------------------------- removal
+
+    /// Removes a non-directory name.
+    ///
+    /// # Errors
+    /// ENOENT, ENOTDIR, EISDIR.
+    pub fn unlink(&self, _caller: Caller, parent: NodeId, name: &OsStr) -> FsResult<()> {
+        self.fault_point(name);
+        let p = self.node(parent)?;
+        let dir = p.dir().ok_or(FsError::NotDir)?;
+        let mut d = dir.write();
+        let slot = d.get(name).ok_or(FsError::NotFound)?;
+        if slot.kind == Kind::Dir {
+            return Err(FsError::IsDir);
+        }
+        let child = self.node(slot.id)?;
+        d.remove(name);
+        p.publish_dir(&d);
+        let t = now();
+        {
+            let mut m = child.meta.lock();
+            m.nlink = m.nlink.saturating_sub(1);
+            m.ctime = t;
+        }
+        p.meta.lock().touch_modified(t);
+        drop(d);
+        self.maybe_evict(&child);
+        Ok(())
+    }
+
+    /// Removes an empty directory.
+    ///
+    /// # Errors
+    /// ENOENT, ENOTDIR, ENOTEMPTY.
+    pub fn rmdir(&self, _caller: Caller, parent: NodeId, name: &OsStr) -> FsResult<()> {
+        let p = self.node(parent)?;
+        let dir = p.dir().ok_or(FsError::NotDir)?;
+        let mut d = dir.write();
+        let slot = d.get(name).ok_or(FsError::NotFound)?;
+        if slot.kind != Kind::Dir {
+            return Err(FsError::NotDir);
+        }
+        let child = self.node(slot.id)?;
+        {
+            let mut cd = child.dir().ok_or(FsError::Io)?.write();
+            if !cd.is_empty() {
+                return Err(FsError::NotEmpty);
+            }
+            cd.removed = true;
+        }
+        d.remove(name);
+        p.publish_dir(&d);
+        let t = now();
+        {
+            let mut m = child.meta.lock();
+            m.nlink = 0;
+            m.ctime = t;
+        }
+        {
+            let mut pm = p.meta.lock();
+            pm.nlink = pm.nlink.saturating_sub(1);
+            pm.touch_modified(t);
+        }
+        drop(d);
+        self.maybe_evict(&child);
+        Ok(())
+    }
+
+    /// Whether `id` is `ancestor` or lies below it. Stable only under the
+    /// rename lock (directory parents change only under it).
+    fn is_within(&self, mut id: NodeId, ancestor: NodeId) -> bool {
+        loop {
+            if id == ancestor {
+                return true;
+            }
+            if id == NodeId::ROOT {
+                return false;
+            }
+            match self.node(id) {
+                Ok(n) => id = n.parent(),
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Renames `parent/name` to `newparent/newname`.
+    ///
+    /// # Errors
+    /// ENOENT, EEXIST (noreplace), EINVAL (a directory into itself, or both
+    /// flags), ENOTDIR/EISDIR (kind mismatch), ENOTEMPTY, ENAMETOOLONG.
+    pub fn rename(
+        &self,
+        _caller: Caller,
+        parent: NodeId,
+        name: &OsStr,
+        newparent: NodeId,
+        newname: &OsStr,
+        flags: RenameFlags,
+    ) -> FsResult<()> {
+        if flags.noreplace && flags.exchange {
+            return Err(FsError::Invalid);
+        }
+        if name.len() > NAME_MAX {
+            return Err(FsError::NameTooLong);
+        }
+        check_name(newname)?;
+        let op = self.node(parent)?;
+        let np = self.node(newparent)?;
+        let odir = op.dir().ok_or(FsError::NotDir)?;
+        let ndir = np.dir().ok_or(FsError::NotDir)?;
+        let victim = if parent == newparent {
+            let mut d = odir.write();
+            let r = self.rename_locked(&op, &np, &mut DirPair::Same(&mut d), name, newname, flags);
+            op.publish_dir(&d);
+            r?
+        } else {
+            let _rename = self.rename_lock.lock();
+            let old_first = if self.is_within(newparent, parent) {
+                true
+            } else if self.is_within(parent, newparent) {
+                false
+            } else {
+                parent < newparent
+            };
+            let (mut od, mut nd) = if old_first {
+                let o = odir.write();
+                (o, ndir.write())
+            } else {
+                let n = ndir.write();
+                (odir.write(), n)
+            };
+            let r = self.rename_locked(&op, &np, &mut DirPair::Two(&mut od, &mut nd), name, newname, flags);
+            op.publish_dir(&od);
+            np.publish_dir(&nd);
+            r?
+        };
+        if let Some(v) = victim {
+            self.maybe_evict(&v);
+        }
+        Ok(())
+    }
+
+    /// The body of rename, with the parents' entry locks held. Returns the
+    /// node that lost a name, to be evicted once the locks are dropped.
+    fn rename_locked(
+        &self,
+        op: &Arc<Node>,
+        np: &Arc<Node>,
+        dirs: &mut DirPair<'_, '_>,
+        name: &OsStr,
+        newname: &OsStr,
+        flags: RenameFlags,
+    ) -> FsResult<Option<Arc<Node>>> {
+        let cross = matches!(dirs, DirPair::Two(..));
+        let src_slot = dirs.src().get(name).ok_or(FsError::NotFound)?;
+        let dst_slot = dirs.dst().get(newname);
+        if dirs.dst().removed {
+            return Err(FsError::NotFound);
+        }
+        let src = self.node(src_slot.id)?;
+        // A directory may not move below itself.
+        if cross && src.kind == Kind::Dir && self.is_within(np.id, src.id) {
+            return Err(FsError::Invalid);
+        }
+        let t = now();
+        if flags.exchange {
+            let dst_slot = dst_slot.ok_or(FsError::NotFound)?;
+            let dst = self.node(dst_slot.id)?;
+            if cross && dst.kind == Kind::Dir && self.is_within(op.id, dst.id) {
+                return Err(FsError::Invalid);
+            }
+            if src.id == dst.id {
+                return Ok(None);
+            }
+            dirs.src().replace(name, dst.id, dst.kind);
+            dirs.dst().replace(newname, src.id, src.kind);
+            if cross {
+                let src_dir = i32::from(src.kind == Kind::Dir);
+                let dst_dir = i32::from(dst.kind == Kind::Dir);
+                if src.kind == Kind::Dir {
+                    src.parent.store(np.id.0, Ordering::Release);
+                }
+                if dst.kind == Kind::Dir {
+                    dst.parent.store(op.id.0, Ordering::Release);
+                }
+                adjust_nlink(op, dst_dir - src_dir);
+                adjust_nlink(np, src_dir - dst_dir);
+            }
+            src.meta.lock().ctime = t;
+            dst.meta.lock().ctime = t;
+            op.meta.lock().touch_modified(t);
+            np.meta.lock().touch_modified(t);
+            return Ok(None);
+        }
+        let mut victim = None;
+        if let Some(dst_slot) = dst_slot {
+            if flags.noreplace {
+                return Err(FsError::Exists);
+            }
+            if dst_slot.id == src.id {
+                // Two names of one node: POSIX says do nothing.
+                return Ok(None);
+            }
+            let dst = self.node(dst_slot.id)?;
+            match (src.kind == Kind::Dir, dst.kind == Kind::Dir) {
+                (true, false) => return Err(FsError::NotDir),
+                (false, true) => return Err(FsError::IsDir),
+                _ => {}
+            }
+            if dst.kind == Kind::Dir {
+                // The old parent is not empty: it holds the source.
+                if dst.id == op.id {
+                    return Err(FsError::NotEmpty);
+                }
+                let mut dd = dst.dir().ok_or(FsError::Io)?.write();
+                if !dd.is_empty() {
+                    return Err(FsError::NotEmpty);
+                }
+                dd.removed = true;
+            }
+            dirs.dst().remove(newname);
+            {
+                let mut m = dst.meta.lock();
+                m.nlink = if dst.kind == Kind::Dir {
+                    0
+                } else {
+                    m.nlink.saturating_sub(1)
+                };
+                m.ctime = t;
+            }
+            if dst.kind == Kind::Dir {
+                adjust_nlink(np, -1);
+            }
+            victim = Some(dst);
+        }
+        dirs.src().remove(name);
+        dirs.dst().insert(newname, src.id, src.kind);
+        if cross && src.kind == Kind::Dir {
+            src.parent.store(np.id.0, Ordering::Release);
+            adjust_nlink(op, -1);
+            adjust_nlink(np, 1);
+        }
+        src.meta.lock().ctime = t;
+        op.meta.lock().touch_modified(t);
+        if cross {
+            np.meta.lock().touch_modified(t);
+        }
+        Ok(victim)
+    }
+
+    // ------------------------------------------------------------ open files
+
+    fn open_node(&self, node: &Arc<Node>, flags: i32) -> HandleId {
+        node.opens.fetch_add(1, Ordering::AcqRel);
+        let fh = HandleId(self.next_handle.fetch_add(1, Ordering::Relaxed));
+        self.handles.insert(
+            fh,
+            Arc::new(Handle {
+                node: Arc::clone(node),
+                append: flags & libc::O_APPEND != 0,
+            }),
+        );
+        fh
+    }
+
+    /// Opens a node (file or, with [`Fs::opendir`], directory).
+    ///
+    /// # Errors
+    /// ENOENT, EISDIR when a directory is opened for writing.
+    pub fn open(&self, _caller: Caller, ino: NodeId, flags: i32) -> FsResult<HandleId> {
+        let node = self.node(ino)?;
+        if node.kind == Kind::Dir && flags & libc::O_ACCMODE != libc::O_RDONLY {
+            return Err(FsError::IsDir);
+        }
+        Ok(self.open_node(&node, flags))
+    }
+
+    /// Opens a directory for listing.
+    ///
+    /// # Errors
+    /// ENOENT, ENOTDIR.
+    pub fn opendir(&self, _caller: Caller, ino: NodeId) -> FsResult<HandleId> {
+        let node = self.node(ino)?;
+        if node.kind != Kind::Dir {
+            return Err(FsError::NotDir);
+        }
+        Ok(self.open_node(&node, 0))
+    }
+
+    /// Closes a handle from open, create or opendir.
+    ///
+    /// # Errors
+    /// EBADF for an unknown handle.
+    pub fn release(&self, fh: HandleId) -> FsResult<()> {
+        let (_, h) = self.handles.remove(&fh).ok_or(FsError::BadHandle)?;
+        if saturating_dec(&h.node.opens, 1) == 0 {
+            self.maybe_evict(&h.node);
+        }
+        Ok(())
+    }
+
+    fn file_of(&self, fh: HandleId) -> FsResult<Arc<Handle>> {
+        let h = self.handle(fh)?;
+        match h.node.kind {
+            Kind::File => Ok(h),
+            Kind::Dir => Err(FsError::IsDir),
+            _ => Err(FsError::Invalid),
+        }
+    }
+
+    /// Reads up to `size` bytes at `off` through handle `fh`.
+    ///
+    /// # Errors
+    /// EBADF, EISDIR.
+    pub fn read(&self, fh: HandleId, off: u64, size: u32) -> FsResult<Vec<u8>> {
+        let h = self.file_of(fh)?;
+        let data = h.node.file().ok_or(FsError::Io)?;
+        let d = data.read();
+        let len = d.len();
+        let n = len.saturating_sub(off).min(u64::from(size));
+        let mut buf = vec![0u8; usize::try_from(n).map_err(|_| FsError::Invalid)?];
+        let got = d.read_at(off, &mut buf);
+        buf.truncate(got);
+        drop(d);
+        self.touch_atime(&h.node);
+        Ok(buf)
+    }
+
+    /// relatime: the access time moves only when it is older than the
+    /// last change, or a day old.
+    fn touch_atime(&self, node: &Node) {
+        let t = now();
+        let mut m = node.meta.lock();
+        if m.atime <= m.mtime
+            || m.atime <= m.ctime
+            || t.duration_since(m.atime).unwrap_or_default() > Duration::from_secs(86400)
+        {
+            m.atime = t;
+        }
+    }
+
+    /// Writes `data` at `off` through handle `fh` (at the end for O_APPEND);
+    /// returns the count written.
+    ///
+    /// # Errors
+    /// EBADF, EFBIG, ENOSPC (nothing written then).
+    pub fn write(&self, fh: HandleId, off: u64, data: &[u8]) -> FsResult<u32> {
+        let h = self.file_of(fh)?;
+        let file = h.node.file().ok_or(FsError::Io)?;
+        let mut d = file.write();
+        let off = if h.append { d.len() } else { off };
+        check_range(off, data.len() as u64)?;
+        d.write_at(off, data, &self.budget).map_err(no_space)?;
+        h.node.publish(&d);
+        drop(d);
+        h.node.meta.lock().touch_modified(now());
+        u32::try_from(data.len()).map_err(|_| FsError::Invalid)
+    }
+
+    /// Lists directory entries after cookie `offset`, calling `add` for
+    /// each until it returns `true` (buffer full). `.` and `..` come first.
+    ///
+    /// # Errors
+    /// ENOENT, ENOTDIR.
+    pub fn readdir(&self, ino: NodeId, offset: u64, mut add: impl FnMut(DirEntry<'_>) -> bool) -> FsResult<()> {
+        let node = self.node(ino)?;
+        let dir = node.dir().ok_or(FsError::NotDir)?;
+        for (cookie, name, id) in [(1, ".", node.id), (2, "..", node.parent())] {
+            if offset < cookie
+                && add(DirEntry {
+                    ino: id,
+                    offset: cookie,
+                    kind: Kind::Dir,
+                    name: OsStr::new(name),
+                })
+            {
+                return Ok(());
+            }
+        }
+        let d = dir.read();
+        for (name, slot) in d.after(offset.max(FIRST_COOKIE - 1)) {
+            if add(DirEntry {
+                ino: slot.id,
+                offset: slot.cookie,
+                kind: slot.kind,
+                name,
+            }) {
+                break;
+            }
+        }
+        drop(d);
+        self.touch_atime(&node);
+        Ok(())
+    }
+
+    /// readdir with attributes. Each entry that `add` accepts (returns
+    /// `false`) other than `.` and `..` raises that node's lookup count.
+    ///
+    /// # Errors
+    /// ENOENT, ENOTDIR.
+    pub fn readdirplus(
+        &self,
+        ino: NodeId,
+        offset: u64,
+        mut add: impl FnMut(DirEntry<'_>, &Entry) -> bool,
+    ) -> FsResult<()> {
+        let node = self.node(ino)?;
+        let dir = node.dir().ok_or(FsError::NotDir)?;
+        let parent = self.node(node.parent()).unwrap_or_else(|_| Arc::clone(&node));
+        for (cookie, name, n) in [(1, ".", &node), (2, "..", &parent)] {
+            if offset < cookie {
+                // The kernel takes no reference for dot entries.
+                let e = Entry {
+                    attr: Self::attr_of(n),
+                    generation: GENERATION,
+                };
+                let de = DirEntry {
+                    ino: n.id,
+                    offset: cookie,
+                    kind: Kind::Dir,
+                    name: OsStr::new(name),
+                };
+                if add(de, &e) {
+                    return Ok(());
+                }
+            }
+        }
+        let d = dir.read();
+        for (name, slot) in d.after(offset.max(FIRST_COOKIE - 1)) {
+            let Ok(child) = self.node(slot.id) else { continue };
+            let e = Entry {
+                attr: Self::attr_of(&child),
+                generation: GENERATION,
+            };
+            let de = DirEntry {
+                ino: slot.id,
+                offset: slot.cookie,
+                kind: slot.kind,
+                name,
+            };
+            if add(de, &e) {
+                break;
+            }
+            child.lookups.fetch_add(1, Ordering::AcqRel);
+        }
+        drop(d);
+        self.touch_atime(&node);
+        Ok(())
+    }
+
+    /// File-system totals.
+    #[must_use]
+    pub fn statfs(&self) -> StatFs {
+        let bs = u64::from(BLOCK_SIZE);
+        let (blocks, bfree) = if self.budget.byte_limit() == u64::MAX {
+            (0, 0)
+        } else {
+            let total = self.budget.byte_limit() / bs;
+            (total, total.saturating_sub(self.budget.bytes().div_ceil(bs)))
+        };
+        let (files, ffree) = if self.budget.inode_limit() == u64::MAX {
+            (0, 0)
+        } else {
+            let total = self.budget.inode_limit();
+            (total, total.saturating_sub(self.budget.inodes()))
+        };
+        StatFs {
+            blocks,
+            bfree,
+            bavail: bfree,
+            files,
+            ffree,
+            bsize: BLOCK_SIZE,
+            namelen: NAME_MAX as u32,
+        }
+    }
+
+    /// Current counters.
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        Stats {
+            bytes: self.budget.bytes(),
+            byte_limit: self.budget.byte_limit(),
+            bytes_high_water: self.budget.bytes_high_water(),
+            inodes: self.budget.inodes(),
+            inode_limit: self.budget.inode_limit(),
+            enospc: self.budget.enospc_count(),
+            open_handles: self.handles.len() as u64,
+        }
+    }
+
+    /// The tier holding a file's bytes.
+    ///
+    /// # Errors
+    /// ENOENT; EINVAL for a non-file.
+    pub fn tier(&self, ino: NodeId) -> FsResult<Tier> {
+        let node = self.node(ino)?;
+        let data = node.file().ok_or(FsError::Invalid)?;
+        let tier = data.read().tier();
+        Ok(tier)
+    }
+
+    // ---------------------------------------------------------------- xattrs
+
+    fn check_xattr_name(caller: Caller, node: &Node, name: &[u8], write: bool) -> FsResult<()> {
+        if name.is_empty() || name.len() > NAME_MAX {
+            return Err(FsError::Range);
+        }
+        if name.starts_with(b"user.") {
+            if !matches!(node.kind, Kind::File | Kind::Dir) {
+                return Err(if write { FsError::NotPermitted } else { FsError::NoAttr });
+            }
+            Ok(())
+        } else if name.starts_with(b"trusted.") {
+            if caller.is_root() {
+                Ok(())
+            } else if write {
+                Err(FsError::NotPermitted)
+            } else {
+                Err(FsError::NoAttr)
+            }
+        } else if name.starts_with(b"security.") {
+            Ok(())
+        } else {
+            // system.* (POSIX ACLs) and unknown namespaces.
+            Err(FsError::NotSupported)
+        }
+    }
+
+    /// Sets an extended attribute. `flags`: XATTR_CREATE (1), XATTR_REPLACE (2).
+    ///
+    /// # Errors
+    /// EEXIST, ENODATA, E2BIG, ERANGE, EPERM, EOPNOTSUPP, ENOSPC.
+    pub fn setxattr(&self, caller: Caller, ino: NodeId, name: &OsStr, value: &[u8], flags: i32) -> FsResult<()> {
+        let node = self.node(ino)?;
+        let name = name.as_bytes();
+        Self::check_xattr_name(caller, &node, name, true)?;
+        if value.len() > XATTR_VALUE_MAX {
+            return Err(FsError::TooBig);
+        }
+        let mut m = node.meta.lock();
+        let old = m.xattrs.get(name).map(|v| (name.len() + v.len()) as u64);
+        match (flags & 3, old.is_some()) {
+            (1, true) => return Err(FsError::Exists),
+            (2, false) => return Err(FsError::NoAttr),
+            (3, _) => return Err(FsError::Invalid),
+            _ => {}
+        }
+        let new = (name.len() + value.len()) as u64;
+        let old = old.unwrap_or(0);
+        let total = m.xattr_bytes - old + new;
+        if total > XATTR_NODE_MAX {
+            return Err(FsError::NoSpace);
+        }
+        if new > old {
+            self.budget.reserve_bytes(new - old).map_err(no_space)?;
+        } else {
+            self.budget.release_bytes(old - new);
+        }
+        m.xattr_bytes = total;
+        m.xattrs.insert(name.into(), value.into());
+        m.ctime = now();
+        Ok(())
+    }
+
+    /// Reads an extended attribute.
+    ///
+    /// # Errors
+    /// ENODATA, ERANGE, EOPNOTSUPP.
+    pub fn getxattr(&self, caller: Caller, ino: NodeId, name: &OsStr) -> FsResult<Vec<u8>> {
+        let node = self.node(ino)?;
+        let name = name.as_bytes();
+        Self::check_xattr_name(caller, &node, name, false)?;
+        let m = node.meta.lock();
+        m.xattrs.get(name).map(|v| v.to_vec()).ok_or(FsError::NoAttr)
+    }
+
+    /// Lists extended attribute names, each NUL-terminated. `trusted.*`
+    /// names are listed for root only.
+    ///
+    /// # Errors
+    /// ENOENT.
+    pub fn listxattr(&self, caller: Caller, ino: NodeId) -> FsResult<Vec<u8>> {
+        let node = self.node(ino)?;
+        let m = node.meta.lock();
+        let mut out = Vec::new();
+        for name in m.xattrs.keys() {
+            if name.starts_with(b"trusted.") && !caller.is_root() {
+                continue;
+            }
+            out.extend_from_slice(name);
+            out.push(0);
+        }
+        Ok(out)
+    }
+
+    /// Removes an extended attribute.
+    ///
+    /// # Errors
+    /// ENODATA, EPERM, EOPNOTSUPP.
+    pub fn removexattr(&self, caller: Caller, ino: NodeId, name: &OsStr) -> FsResult<()> {
+        let node = self.node(ino)?;
+        let name = name.as_bytes();
+        Self::check_xattr_name(caller, &node, name, true)?;
+        let mut m = node.meta.lock();
+        let v = m.xattrs.remove(name).ok_or(FsError::NoAttr)?;
+        let freed = (name.len() + v.len()) as u64;
+        m.xattr_bytes -= freed;
+        self.budget.release_bytes(freed);
+        m.ctime = now();
+        Ok(())
+    }
+
+    /// Checks access bits for `mask` (R_OK 4, W_OK 2, X_OK 1; 0 = exists).
+    /// The kernel does this itself under `default_permissions`; adapters
+    /// without such a kernel check call this.
+    ///
+    /// # Errors
+    /// EACCES.
+    pub fn access(&self, caller: Caller, ino: NodeId, mask: i32) -> FsResult<()> {
+        let node = self.node(ino)?;
+        let m = node.meta.lock();
+        let mask = (mask & 7) as u32;
+        if mask == 0 {
+            return Ok(());
+        }
+        if caller.is_root() {
+            if mask & 1 != 0 && node.kind != Kind::Dir && m.perm & 0o111 == 0 {
+                return Err(FsError::AccessDenied);
+            }
+            return Ok(());
+        }
+        let bits = if caller.uid == m.uid {
+            m.perm >> 6
+        } else if caller.gid == m.gid {
+            m.perm >> 3
+        } else {
+            m.perm
+        } & 7;
+        if mask & !bits != 0 {
+            return Err(FsError::AccessDenied);
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------- fallocate and seek
+
+    /// fallocate on an open file.
+    ///
+    /// # Errors
+    /// EINVAL for a zero length, EFBIG, ENOSPC, EBADF.
+    pub fn fallocate(&self, fh: HandleId, off: u64, len: u64, mode: Fallocate) -> FsResult<()> {
+        if len == 0 {
+            return Err(FsError::Invalid);
+        }
+        check_range(off, len)?;
+        let h = self.file_of(fh)?;
+        let file = h.node.file().ok_or(FsError::Io)?;
+        let mut d = file.write();
+        let before = d.len();
+        match mode {
+            Fallocate::Allocate => d.allocate(off, len, false, &self.budget).map_err(no_space)?,
+            Fallocate::KeepSize => d.allocate(off, len, true, &self.budget).map_err(no_space)?,
+            Fallocate::PunchHole => d.punch_hole(off, len, &self.budget),
+        }
+        h.node.publish(&d);
+        let changed = mode == Fallocate::PunchHole || d.len() != before;
+        drop(d);
+        if changed {
+            h.node.meta.lock().touch_modified(now());
+        }
+        Ok(())
+    }
+
+    /// lseek for the whence values the file system answers.
+    ///
+    /// # Errors
+    /// ENXIO when SEEK_DATA/SEEK_HOLE start at or past the end.
+    pub fn lseek(&self, fh: HandleId, off: u64, whence: Whence) -> FsResult<u64> {
+        let h = self.handle(fh)?;
+        let Some(file) = h.node.file() else {
+            return match whence {
+                Whence::Set => Ok(off),
+                _ => Err(FsError::Invalid),
+            };
+        };
+        let d = file.read();
+        match whence {
+            Whence::Set => Ok(off),
+            Whence::End => d.len().checked_add(off).ok_or(FsError::Invalid),
+            Whence::Data => d.seek_data(off).ok_or(FsError::NoSuchOffset),
+            Whence::Hole => d.seek_hole(off).ok_or(FsError::NoSuchOffset),
+        }
+    }
+
+    /// Copies `len` bytes between open files; returns the count (short at
+    /// the source's end).
+    ///
+    /// # Errors
+    /// EINVAL for overlapping ranges of one file, EFBIG, ENOSPC, EBADF.
+    pub fn copy_file_range(
+        &self,
+        fh_in: HandleId,
+        off_in: u64,
+        fh_out: HandleId,
+        off_out: u64,
+        len: u64,
+    ) -> FsResult<u64> {
+        let hin = self.file_of(fh_in)?;
+        let hout = self.file_of(fh_out)?;
+        check_range(off_out, len)?;
+        if hin.node.id == hout.node.id && off_in < off_out.saturating_add(len) && off_out < off_in.saturating_add(len) {
+            return Err(FsError::Invalid);
+        }
+        let src = hin.node.file().ok_or(FsError::Io)?;
+        let dst = hout.node.file().ok_or(FsError::Io)?;
+        let mut buf = vec![0u8; COPY_CHUNK.min(usize::try_from(len).unwrap_or(COPY_CHUNK))];
+        let mut done = 0u64;
+        while done < len {
+            let want = usize::try_from((len - done).min(buf.len() as u64)).unwrap_or(buf.len());
+            // One data lock at a time: never two, so no order is needed.
+            let got = src.read().read_at(off_in + done, &mut buf[..want]);
+            if got == 0 {
+                break;
+            }
+            let mut d = dst.write();
+            let wrote = d.write_at(off_out + done, &buf[..got], &self.budget);
+            hout.node.publish(&d);
+            drop(d);
+            if let Err(e) = wrote {
+                // A short copy is reported as such; only a copy that moved
+                // nothing fails.
+                if done == 0 {
+                    return Err(no_space(e));
+                }
+                break;
+            }
+            done += got as u64;
+        }
+        if done > 0 {
+            hout.node.meta.lock().touch_modified(now());
+            self.touch_atime(&hin.node);
+        }
+        Ok(done)
+    }
+}
+
+fn adjust_nlink(node: &Node, delta: i32) {
+    if delta != 0 {
+        let mut m = node.meta.lock();
+        m.nlink = m.nlink.saturating_add_signed(delta);
+    }
+}
+
+/// The parent directories of a rename, locked: one, or two distinct ones.
+enum DirPair<'a, 'b> {
+    Same(&'a mut parking_lot::RwLockWriteGuard<'b, Dir>),
+    Two(
+        &'a mut parking_lot::RwLockWriteGuard<'b, Dir>,
+        &'a mut parking_lot::RwLockWriteGuard<'b, Dir>,
+    ),
+}
+
+impl DirPair<'_, '_> {
+    fn src(&mut self) -> &mut Dir {
+        match self {
+            DirPair::Same(d) | DirPair::Two(d, _) => d,
+        }
+    }
+
+    fn dst(&mut self) -> &mut Dir {
+        match self {
+            DirPair::Same(d) | DirPair::Two(_, d) => d,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

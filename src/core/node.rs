@@ -1,0 +1,159 @@
+//! A node: fixed identity and kind, counted references, locked attributes
+//! and a kind-specific body.
+//!
+//! # Three lifetimes
+//! A node is kept while any of these is non-zero: `nlink` (names in
+//! directories), `lookups` (references the kernel holds, raised by every
+//! entry reply and lowered by forget) and `opens` (open handles). The table
+//! removes it, and frees its bytes, only when all three are zero; the check
+//! is made again under the table's shard lock so that it is final.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use parking_lot::{Mutex, RwLock};
+
+use super::dir::Dir;
+use super::ids::NodeId;
+use crate::storage::FileData;
+
+/// What kind of node this is (fixed at creation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Kind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link.
+    Symlink,
+    /// A FIFO (named pipe).
+    Fifo,
+    /// A Unix socket.
+    Socket,
+    /// A character device.
+    CharDevice,
+    /// A block device.
+    BlockDevice,
+}
+
+impl Kind {
+    /// The kind named by the `S_IFMT` bits of `mode`, if any.
+    #[must_use]
+    pub fn from_mode(mode: u32) -> Option<Kind> {
+        Some(match mode & libc::S_IFMT as u32 {
+            m if m == libc::S_IFREG as u32 || m == 0 => Kind::File,
+            m if m == libc::S_IFDIR as u32 => Kind::Dir,
+            m if m == libc::S_IFLNK as u32 => Kind::Symlink,
+            m if m == libc::S_IFIFO as u32 => Kind::Fifo,
+            m if m == libc::S_IFSOCK as u32 => Kind::Socket,
+            m if m == libc::S_IFCHR as u32 => Kind::CharDevice,
+            m if m == libc::S_IFBLK as u32 => Kind::BlockDevice,
+            _ => return None,
+        })
+    }
+}
+
+/// Mutable attributes, under the node's `meta` lock. That lock is a leaf:
+/// nothing else is ever locked while it is held.
+#[derive(Debug, Clone)]
+pub(crate) struct Meta {
+    pub(crate) perm: u32,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) nlink: u32,
+    pub(crate) rdev: u32,
+    pub(crate) atime: SystemTime,
+    pub(crate) mtime: SystemTime,
+    pub(crate) ctime: SystemTime,
+    pub(crate) crtime: SystemTime,
+    pub(crate) xattrs: BTreeMap<Box<[u8]>, Box<[u8]>>,
+    /// Bytes of `xattrs`, charged to the budget.
+    pub(crate) xattr_bytes: u64,
+}
+
+impl Meta {
+    pub(crate) fn touch_modified(&mut self, now: SystemTime) {
+        self.mtime = now;
+        self.ctime = now;
+    }
+}
+
+/// The kind-specific part of a node.
+#[derive(Debug)]
+pub(crate) enum Body {
+    Dir(RwLock<Dir>),
+    File(RwLock<FileData>),
+    Symlink(Box<[u8]>),
+    Special,
+}
+
+/// One inode.
+#[derive(Debug)]
+pub(crate) struct Node {
+    pub(crate) id: NodeId,
+    pub(crate) kind: Kind,
+    pub(crate) meta: Mutex<Meta>,
+    pub(crate) body: Body,
+    pub(crate) lookups: AtomicU64,
+    pub(crate) opens: AtomicU64,
+    /// Directories only: the containing directory. Changed only by a
+    /// cross-directory rename, under the file system's rename lock.
+    pub(crate) parent: AtomicU64,
+    /// Logical size and bytes held, published by whoever changes the body
+    /// (under its lock) so that getattr needs no body lock.
+    pub(crate) size: AtomicU64,
+    pub(crate) allocated: AtomicU64,
+}
+
+impl Node {
+    pub(crate) fn dir(&self) -> Option<&RwLock<Dir>> {
+        match &self.body {
+            Body::Dir(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn file(&self) -> Option<&RwLock<FileData>> {
+        match &self.body {
+            Body::File(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn parent(&self) -> NodeId {
+        NodeId(self.parent.load(Ordering::Acquire))
+    }
+
+    /// Publishes a file's size and allocation after a change to its data.
+    pub(crate) fn publish(&self, data: &FileData) {
+        self.size.store(data.len(), Ordering::Release);
+        self.allocated.store(data.allocated(), Ordering::Release);
+    }
+
+    /// Publishes a directory's size after a change to its entries (tmpfs
+    /// reports 20 bytes per entry, counting `.` and `..`).
+    pub(crate) fn publish_dir(&self, dir: &Dir) {
+        self.size.store((dir.len() as u64 + 2) * 20, Ordering::Release);
+    }
+
+    /// True when nothing refers to the node any more.
+    pub(crate) fn unreferenced(&self) -> bool {
+        self.lookups.load(Ordering::Acquire) == 0
+            && self.opens.load(Ordering::Acquire) == 0
+            && self.meta.lock().nlink == 0
+    }
+}
+
+/// Lowers `counter` by `n` without wrapping: a confused client must not
+/// turn a count into a huge number that keeps a node forever.
+pub(crate) fn saturating_dec(counter: &AtomicU64, n: u64) -> u64 {
+    let mut cur = counter.load(Ordering::Acquire);
+    loop {
+        let new = cur.saturating_sub(n);
+        match counter.compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return new,
+            Err(actual) => cur = actual,
+        }
+    }
+}

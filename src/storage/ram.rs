@@ -1,0 +1,398 @@
+//! The RAM tier: a sparse map from chunk index to a chunk buffer.
+//!
+//! A chunk covers [`CHUNK_SIZE`] bytes of the file. Its buffer holds the
+//! chunk's first `buf.len()` bytes; everything after that, and every chunk
+//! that is absent, reads as zeros. So holes cost nothing, a write at 1 TiB
+//! allocates one small buffer, and growth never copies more than one chunk.
+//! Buffers grow geometrically up to the chunk size, so a 4 KiB file costs
+//! 4 KiB and appends stay amortised O(1).
+
+use std::collections::BTreeMap;
+
+use super::budget::{Budget, NoSpace};
+
+/// Bytes covered by one chunk.
+pub const CHUNK_SIZE: usize = 64 * 1024;
+const CHUNK: u64 = CHUNK_SIZE as u64;
+/// Smallest buffer handed out, so tiny files do not reallocate on every byte.
+const MIN_BUF: usize = 512;
+
+/// A file's bytes held in memory.
+#[derive(Default)]
+pub struct RamFile {
+    chunks: BTreeMap<u64, Vec<u8>>,
+    len: u64,
+    /// Sum of the chunks' capacities: what is charged to the budget.
+    allocated: u64,
+}
+
+// Hand-written so that logs never print file contents.
+impl std::fmt::Debug for RamFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RamFile")
+            .field("len", &self.len)
+            .field("chunks", &self.chunks.len())
+            .field("allocated", &self.allocated)
+            .finish()
+    }
+}
+
+fn grown_capacity(cap: usize, needed: usize) -> usize {
+    if needed <= cap {
+        return cap;
+    }
+    needed
+        .max(cap.saturating_mul(2))
+        .max(MIN_BUF)
+        .min(CHUNK_SIZE)
+        .max(needed)
+}
+
+impl RamFile {
+    /// An empty file.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Logical size in bytes.
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the file is empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes of memory held, charged to the budget.
+    #[must_use]
+    pub fn allocated(&self) -> u64 {
+        self.allocated
+    }
+
+    /// Copies bytes at `off` into `buf`, up to the end of the file; returns
+    /// how many were copied.
+    pub fn read_at(&self, off: u64, buf: &mut [u8]) -> usize {
+        if off >= self.len {
+            return 0;
+        }
+        let n = usize::try_from((self.len - off).min(buf.len() as u64)).unwrap_or(buf.len());
+        let buf = &mut buf[..n];
+        let mut done = 0;
+        while done < n {
+            let pos = off + done as u64;
+            let idx = pos / CHUNK;
+            let in_chunk = (pos % CHUNK) as usize;
+            let take = (CHUNK_SIZE - in_chunk).min(n - done);
+            let dst = &mut buf[done..done + take];
+            match self.chunks.get(&idx) {
+                Some(chunk) if in_chunk < chunk.len() => {
+                    let have = (chunk.len() - in_chunk).min(take);
+                    dst[..have].copy_from_slice(&chunk[in_chunk..in_chunk + have]);
+                    dst[have..].fill(0);
+                }
+                _ => dst.fill(0),
+            }
+            done += take;
+        }
+        n
+    }
+
+    /// Writes `data` at `off`, growing the file as needed. The memory is
+    /// reserved from `budget` first; on failure nothing has changed.
+    ///
+    /// # Errors
+    /// [`NoSpace`] when the budget cannot cover the growth.
+    pub fn write_at(&mut self, off: u64, data: &[u8], budget: &Budget) -> Result<(), NoSpace> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let end = off + data.len() as u64;
+        // First pass: what the write costs, so it can be reserved up front.
+        let mut extra = 0u64;
+        self.for_each_span(off, end, |idx, from, to| {
+            let cap = self.chunks.get(&idx).map_or(0, Vec::capacity);
+            extra += (grown_capacity(cap, to) - cap) as u64;
+            let _ = from;
+        });
+        budget.reserve_bytes(extra)?;
+        self.allocated += extra;
+        let mut done = 0usize;
+        let mut spans = Vec::with_capacity(2);
+        self.for_each_span(off, end, |idx, from, to| spans.push((idx, from, to)));
+        for (idx, from, to) in spans {
+            let chunk = self.chunks.entry(idx).or_default();
+            let cap = grown_capacity(chunk.capacity(), to);
+            if cap > chunk.capacity() {
+                chunk.reserve_exact(cap - chunk.len());
+                // reserve_exact may round up; keep the accounting exact.
+                let real = chunk.capacity();
+                if real > cap {
+                    budget_force(budget, (real - cap) as u64);
+                    self.allocated += (real - cap) as u64;
+                }
+            }
+            if chunk.len() < from {
+                chunk.resize(from, 0);
+            }
+            let n = to - from;
+            let src = &data[done..done + n];
+            if chunk.len() >= to {
+                chunk[from..to].copy_from_slice(src);
+            } else {
+                chunk.truncate(from);
+                chunk.extend_from_slice(src);
+            }
+            done += n;
+        }
+        self.len = self.len.max(end);
+        Ok(())
+    }
+
+    /// Calls `f(chunk index, start in chunk, end in chunk)` for each chunk
+    /// that `[off, end)` touches.
+    fn for_each_span(&self, off: u64, end: u64, mut f: impl FnMut(u64, usize, usize)) {
+        let mut pos = off;
+        while pos < end {
+            let idx = pos / CHUNK;
+            let from = (pos % CHUNK) as usize;
+            let to = ((end - idx * CHUNK).min(CHUNK)) as usize;
+            f(idx, from, to);
+            pos = idx * CHUNK + to as u64;
+        }
+    }
+
+    /// Sets the logical size. Shrinking frees the chunks past the end and
+    /// zeroes the tail of the last one; growing allocates nothing.
+    pub fn set_len(&mut self, len: u64, budget: &Budget) {
+        if len < self.len {
+            let first_gone = len.div_ceil(CHUNK);
+            let gone = self.chunks.split_off(&first_gone);
+            let freed: u64 = gone.values().map(|c| c.capacity() as u64).sum();
+            self.allocated -= freed;
+            budget.release_bytes(freed);
+            if len % CHUNK != 0 {
+                let idx = len / CHUNK;
+                let keep = (len % CHUNK) as usize;
+                if let Some(chunk) = self.chunks.get_mut(&idx) {
+                    chunk.truncate(keep);
+                }
+            }
+        }
+        self.len = len;
+    }
+
+    /// Zeroes `[off, off + len)` within the file and frees whole chunks in
+    /// it (FALLOC_FL_PUNCH_HOLE). The size does not change.
+    pub fn punch_hole(&mut self, off: u64, len: u64, budget: &Budget) {
+        let end = off.saturating_add(len).min(self.len);
+        if off >= end {
+            return;
+        }
+        let mut spans = Vec::new();
+        self.for_each_span(off, end, |idx, from, to| spans.push((idx, from, to)));
+        for (idx, from, to) in spans {
+            let Some(chunk) = self.chunks.get_mut(&idx) else {
+                continue;
+            };
+            if from == 0 && (to == CHUNK_SIZE || to >= chunk.len()) {
+                let freed = chunk.capacity() as u64;
+                self.chunks.remove(&idx);
+                self.allocated -= freed;
+                budget.release_bytes(freed);
+            } else if to >= chunk.len() {
+                chunk.truncate(from.min(chunk.len()));
+            } else if from < chunk.len() {
+                chunk[from..to].fill(0);
+            }
+        }
+    }
+
+    /// Allocates memory for `[off, off + len)` (fallocate mode 0 or
+    /// KEEP_SIZE), so later writes there cannot fail for lack of space.
+    ///
+    /// # Errors
+    /// [`NoSpace`] when the budget cannot cover it; nothing changed then.
+    pub fn allocate(&mut self, off: u64, len: u64, keep_size: bool, budget: &Budget) -> Result<(), NoSpace> {
+        let end = off.saturating_add(len);
+        let mut extra = 0u64;
+        self.for_each_span(off, end, |idx, _, to| {
+            let cap = self.chunks.get(&idx).map_or(0, Vec::capacity);
+            extra += (to.max(cap) - cap) as u64;
+        });
+        budget.reserve_bytes(extra)?;
+        let mut spans = Vec::new();
+        self.for_each_span(off, end, |idx, _, to| spans.push((idx, to)));
+        for (idx, to) in spans {
+            let chunk = self.chunks.entry(idx).or_default();
+            if chunk.capacity() < to {
+                let before = chunk.capacity();
+                chunk.reserve_exact(to - chunk.len());
+                self.allocated += (chunk.capacity() - before) as u64;
+                let rounding = chunk.capacity().saturating_sub(to.max(before));
+                if rounding > 0 {
+                    budget_force(budget, rounding as u64);
+                }
+            }
+            if chunk.len() < to {
+                chunk.resize(to, 0);
+            }
+        }
+        if !keep_size {
+            self.len = self.len.max(end);
+        }
+        Ok(())
+    }
+
+    /// First offset at or after `off` that holds data (SEEK_DATA), or
+    /// `None` if there is none before the end of the file.
+    #[must_use]
+    pub fn seek_data(&self, off: u64) -> Option<u64> {
+        if off >= self.len {
+            return None;
+        }
+        let idx = off / CHUNK;
+        if let Some(chunk) = self.chunks.get(&idx) {
+            if ((off % CHUNK) as usize) < chunk.len() {
+                return Some(off);
+            }
+        }
+        self.chunks
+            .range(idx + 1..)
+            .find(|(_, c)| !c.is_empty())
+            .map(|(i, _)| i * CHUNK)
+            .filter(|pos| *pos < self.len)
+    }
+
+    /// First offset at or after `off` inside a hole (SEEK_HOLE); the end of
+    /// the file counts as a hole. `None` when `off` is past the end.
+    #[must_use]
+    pub fn seek_hole(&self, off: u64) -> Option<u64> {
+        if off >= self.len {
+            return None;
+        }
+        let mut pos = off;
+        loop {
+            let idx = pos / CHUNK;
+            match self.chunks.get(&idx) {
+                Some(chunk) if ((pos % CHUNK) as usize) < chunk.len() => {
+                    let data_end = idx * CHUNK + chunk.len() as u64;
+                    if chunk.len() < CHUNK_SIZE {
+                        return Some(data_end.min(self.len));
+                    }
+                    pos = data_end;
+                    if pos >= self.len {
+                        return Some(self.len);
+                    }
+                }
+                _ => return Some(pos.min(self.len)),
+            }
+        }
+    }
+
+    /// Gives all memory back to the budget and empties the file.
+    pub fn release(&mut self, budget: &Budget) {
+        budget.release_bytes(self.allocated);
+        self.chunks.clear();
+        self.allocated = 0;
+        self.len = 0;
+    }
+}
+
+/// Charges a few bytes of allocator rounding that were not reserved up
+/// front. It may overshoot the limit by less than a chunk, never fail.
+fn budget_force(budget: &Budget, n: u64) {
+    if budget.reserve_bytes(n).is_err() {
+        // Over the limit by allocator rounding only; record it anyway so
+        // that the release later balances.
+        budget.force_bytes(n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(f: &RamFile) -> Vec<u8> {
+        let mut v = vec![0xAA; f.len() as usize];
+        assert_eq!(f.read_at(0, &mut v), v.len());
+        v
+    }
+
+    #[test]
+    fn sparse_write_far_away_costs_little() {
+        let b = Budget::new(u64::MAX, u64::MAX);
+        let mut f = RamFile::new();
+        f.write_at(1 << 40, b"x", &b).unwrap();
+        assert_eq!(f.len(), (1 << 40) + 1);
+        assert!(f.allocated() <= 4096, "{}", f.allocated());
+        let mut buf = [1u8; 4];
+        assert_eq!(f.read_at((1 << 40) - 3, &mut buf), 4);
+        assert_eq!(&buf, b"\0\0\0x");
+        assert_eq!(f.seek_data(0), Some(1 << 40));
+        assert_eq!(f.seek_hole(0), Some(0));
+        assert_eq!(f.seek_hole(1 << 40), Some((1 << 40) + 1));
+    }
+
+    #[test]
+    fn appends_and_truncates_keep_contents() {
+        let b = Budget::new(u64::MAX, u64::MAX);
+        let mut f = RamFile::new();
+        let mut model = Vec::new();
+        for i in 0..1000u32 {
+            let piece = vec![(i % 251) as u8; 333];
+            f.write_at(model.len() as u64, &piece, &b).unwrap();
+            model.extend_from_slice(&piece);
+        }
+        assert_eq!(read_all(&f), model);
+        f.set_len(100_000, &b);
+        model.truncate(100_000);
+        f.set_len(200_000, &b);
+        model.resize(200_000, 0);
+        assert_eq!(read_all(&f), model);
+        assert_eq!(b.bytes(), f.allocated());
+        f.release(&b);
+        assert_eq!(b.bytes(), 0);
+    }
+
+    #[test]
+    fn budget_failure_changes_nothing() {
+        let b = Budget::new(1000, u64::MAX);
+        let mut f = RamFile::new();
+        f.write_at(0, &[1; 500], &b).unwrap();
+        assert_eq!(f.write_at(0, &[2; 5000], &b), Err(NoSpace));
+        assert_eq!(read_all(&f), vec![1; 500]);
+    }
+
+    #[test]
+    fn punch_hole_zeroes_and_frees() {
+        let b = Budget::new(u64::MAX, u64::MAX);
+        let mut f = RamFile::new();
+        f.write_at(0, &vec![7; 3 * CHUNK_SIZE], &b).unwrap();
+        let before = f.allocated();
+        f.punch_hole(10, 2 * CHUNK as u64, &b);
+        assert!(f.allocated() < before);
+        let v = read_all(&f);
+        assert!(v[..10].iter().all(|x| *x == 7));
+        assert!(v[10..10 + 2 * CHUNK_SIZE].iter().all(|x| *x == 0));
+        assert!(v[10 + 2 * CHUNK_SIZE..].iter().all(|x| *x == 7));
+        assert_eq!(f.len(), 3 * CHUNK);
+        assert_eq!(b.bytes(), f.allocated());
+    }
+
+    #[test]
+    fn allocate_reserves_and_extends() {
+        let b = Budget::new(u64::MAX, u64::MAX);
+        let mut f = RamFile::new();
+        f.allocate(100, 200_000, true, &b).unwrap();
+        assert_eq!(f.len(), 0);
+        f.allocate(0, 10, false, &b).unwrap();
+        assert_eq!(f.len(), 10);
+        assert!(f.allocated() >= 200_100);
+        assert_eq!(b.bytes(), f.allocated());
+        assert_eq!(read_all(&f), vec![0; 10]);
+    }
+}

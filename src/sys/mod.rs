@@ -1,0 +1,174 @@
+//! Thin operating-system helpers shared by the command and the tests: the
+//! mount table, unmounting, and a check that a path is a live tmpfsd mount.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The file-system type tmpfsd mounts show in the mount table.
+pub const FS_TYPE: &str = "fuse.tmpfsd";
+
+/// The source name tmpfsd mounts show in the mount table.
+pub const SOURCE: &str = "tmpfsd";
+
+/// One line of the mount table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountEntry {
+    /// Where it is mounted.
+    pub mount_point: PathBuf,
+    /// File-system type, e.g. `fuse.tmpfsd`.
+    pub fs_type: String,
+    /// Source, e.g. `tmpfsd`.
+    pub source: String,
+    /// Super-block options, e.g. `rw,user_id=1000,group_id=1000`.
+    pub super_options: String,
+}
+
+impl MountEntry {
+    /// The uid that mounted a FUSE file system (its `user_id=` option).
+    #[must_use]
+    pub fn fuse_owner(&self) -> Option<u32> {
+        self.super_options
+            .split(',')
+            .find_map(|o| o.strip_prefix("user_id="))
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// Whether this is a tmpfsd mount: `fuse.tmpfsd` when mounted through
+    /// fusermount3, plain `fuse` with source `tmpfsd` when mounted directly.
+    #[must_use]
+    pub fn is_tmpfsd(&self) -> bool {
+        self.fs_type == FS_TYPE || (matches!(self.fs_type.as_str(), "fuse" | "fuseblk") && self.source == SOURCE)
+    }
+}
+
+/// Undoes the octal escapes of /proc/self/mountinfo (`\040` for a space).
+fn unescape(field: &str) -> OsString {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    OsString::from_vec(out)
+}
+
+/// Parses mountinfo text.
+#[must_use]
+pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
+    text.lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let mount_point = left.split(' ').nth(4)?;
+            let mut r = right.split(' ');
+            Some(MountEntry {
+                mount_point: PathBuf::from(unescape(mount_point)),
+                fs_type: r.next()?.to_string(),
+                source: r.next()?.to_string(),
+                super_options: r.next().unwrap_or("").to_string(),
+            })
+        })
+        .collect()
+}
+
+/// The mount table of this process.
+///
+/// # Errors
+/// /proc/self/mountinfo could not be read.
+pub fn mounts() -> io::Result<Vec<MountEntry>> {
+    Ok(parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo")?))
+}
+
+/// The mount whose mount point is exactly `path` (the last one, if stacked).
+///
+/// # Errors
+/// The mount table could not be read.
+pub fn mount_at(path: &Path) -> io::Result<Option<MountEntry>> {
+    Ok(mounts()?.into_iter().rev().find(|m| m.mount_point == path))
+}
+
+/// FUSE's super-block magic, as statfs reports it.
+pub const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
+
+/// `statfs(2)` f_type of `path`.
+///
+/// # Errors
+/// statfs failed (ENOTCONN for a dead FUSE mount).
+pub fn fs_type_magic(path: &Path) -> io::Result<i64> {
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: c is a valid NUL-terminated path and st a writable statfs.
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    #[allow(clippy::unnecessary_cast)]
+    Ok(st.f_type as i64)
+}
+
+/// Unmounts `path`: directly as root, through `fusermount3 -u` otherwise.
+/// With `lazy`, a busy mount is detached now and goes away when its last
+/// user lets go.
+///
+/// # Errors
+/// EBUSY (without `lazy`), EINVAL when `path` is not a mount point, or
+/// fusermount3's own error.
+pub fn unmount(path: &Path, lazy: bool) -> io::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+        let flags = if lazy { libc::MNT_DETACH } else { 0 };
+        // SAFETY: c is a valid NUL-terminated path.
+        if unsafe { libc::umount2(c.as_ptr(), flags) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        return Ok(());
+    }
+    let mut cmd = Command::new("fusermount3");
+    cmd.arg("-u").arg("-q");
+    if lazy {
+        cmd.arg("-z");
+    }
+    let out = cmd.arg("--").arg(path).output().map_err(|e| {
+        if e.kind() == io::ErrorKind::NotFound {
+            io::Error::new(e.kind(), "fusermount3 not found (install fuse3)")
+        } else {
+            e
+        }
+    })?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let msg = String::from_utf8_lossy(&out.stderr);
+    if msg.contains("busy") {
+        return Err(io::Error::from_raw_os_error(libc::EBUSY));
+    }
+    Err(io::Error::other(
+        msg.trim().trim_start_matches("fusermount3: ").to_string(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_lines_parse_with_escapes() {
+        let text = "36 35 98:0 / /mnt/a\\040b rw,nosuid - fuse.tmpfsd tmpfsd rw,user_id=1000,group_id=1000\n\
+                    37 35 98:0 / /proc rw - proc proc rw\n";
+        let m = parse_mountinfo(text);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].mount_point, PathBuf::from("/mnt/a b"));
+        assert!(m[0].is_tmpfsd());
+        assert_eq!(m[0].fuse_owner(), Some(1000));
+        assert!(!m[1].is_tmpfsd());
+        assert_eq!(m[1].fuse_owner(), None);
+    }
+}
