@@ -389,9 +389,16 @@ impl Fs {
         }
     }
 
-    /// Raises the lookup count and describes the node for the kernel.
+    /// Raises the lookup count and describes the node for the kernel. The
+    /// caller must hold something that keeps the node alive meanwhile (the
+    /// entry lock of a directory naming it, or an earlier reference).
     fn entry_of(node: &Node) -> Entry {
         node.lookups.fetch_add(1, Ordering::AcqRel);
+        Self::entry_no_ref(node)
+    }
+
+    /// Describes a node whose lookup reference is already counted.
+    fn entry_no_ref(node: &Node) -> Entry {
         Entry {
             attr: Self::attr_of(node),
             generation: GENERATION,
@@ -497,6 +504,10 @@ impl Fs {
 
     /// Creates a node named `name` in `parent` under the parent's entry lock.
     /// `mode` carries the permission bits (umask already applied).
+    ///
+    /// The node starts with one lookup reference, the one the caller's
+    /// entry reply hands to the kernel: counting it only after the entry
+    /// lock is dropped would let a concurrent unlink evict the new node.
     fn create_node(
         &self,
         caller: Caller,
@@ -561,7 +572,7 @@ impl Fs {
                 xattr_bytes: 0,
             }),
             body,
-            lookups: AtomicU64::new(0),
+            lookups: AtomicU64::new(1),
             opens: AtomicU64::new(0),
             parent: AtomicU64::new(parent.0),
             size: AtomicU64::new(size),
@@ -595,7 +606,7 @@ impl Fs {
             0
         };
         let node = self.create_node(caller, parent, name, kind, mode, rdev, body)?;
-        Ok(Self::entry_of(&node))
+        Ok(Self::entry_no_ref(&node))
     }
 
     /// Creates a directory.
@@ -606,7 +617,7 @@ impl Fs {
         let node = self.create_node(caller, parent, name, Kind::Dir, mode, 0, || {
             Body::Dir(RwLock::new(Dir::new()))
         })?;
-        Ok(Self::entry_of(&node))
+        Ok(Self::entry_no_ref(&node))
     }
 
     /// Creates a symlink to `target`.
@@ -624,7 +635,7 @@ impl Fs {
         let node = self.create_node(caller, parent, name, Kind::Symlink, 0o777, 0, || {
             Body::Symlink(target.into())
         })?;
-        Ok(Self::entry_of(&node))
+        Ok(Self::entry_no_ref(&node))
     }
 
     /// Creates and opens a regular file (open with O_CREAT). With
@@ -658,9 +669,8 @@ impl Fs {
             }
             Err(e) => return Err(e),
         };
-        let entry = Self::entry_of(&node);
         let fh = self.open_node(&node, flags);
-        Ok((entry, fh))
+        Ok((Self::entry_no_ref(&node), fh))
     }
 
     /// Adds a hard link to `ino` as `name` in `parent`.
@@ -697,8 +707,9 @@ impl Fs {
         d.insert(name, node.id, node.kind);
         p.publish_dir(&d);
         p.meta.lock().touch_modified(t);
+        let entry = Self::entry_of(&node);
         drop(d);
-        Ok(Self::entry_of(&node))
+        Ok(entry)
     }
 
     // -------------------------------------------------------------- removal

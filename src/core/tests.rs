@@ -1,1 +1,902 @@
+//! In-process tests of the core: no mount needed.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+
+use super::*;
+
+const USER: Caller = Caller {
+    uid: 1000,
+    gid: 1000,
+    pid: 1,
+};
+
+fn fs_with(opts: &str) -> Fs {
+    Fs::new(&MountConfig::parse(opts).unwrap(), USER)
+}
+
+fn fs() -> Fs {
+    fs_with("size=1g,nr_inodes=100000")
+}
+
+fn n(s: &str) -> &OsStr {
+    OsStr::new(s)
+}
+
+fn create(fs: &Fs, parent: NodeId, name: &str) -> (NodeId, HandleId) {
+    let (e, fh) = fs.create(USER, parent, n(name), 0o644, libc::O_RDWR).unwrap();
+    (e.attr.ino, fh)
+}
+
+fn names(fs: &Fs, dir: NodeId) -> Vec<String> {
+    let mut out = Vec::new();
+    fs.readdir(dir, 0, |e| {
+        out.push(e.name.to_string_lossy().into_owned());
+        false
+    })
+    .unwrap();
+    out
+}
+
+#[test]
+fn unlinked_open_file_stays_usable_until_last_close_and_forget() {
+    let fs = fs();
+    let (ino, fh) = create(&fs, NodeId::ROOT, "f");
+    fs.write(fh, 0, b"still here").unwrap();
+    fs.unlink(USER, NodeId::ROOT, n("f")).unwrap();
+    assert_eq!(fs.lookup(NodeId::ROOT, n("f")), Err(FsError::NotFound));
+    assert_eq!(fs.getattr(ino).unwrap().nlink, 0);
+    fs.write(fh, 10, b"!").unwrap();
+    assert_eq!(fs.read(fh, 0, 100).unwrap(), b"still here!");
+    assert!(fs.stats().bytes > 0);
+    fs.release(fh).unwrap();
+    // The kernel still holds its lookup reference: the node is there.
+    assert!(fs.getattr(ino).is_ok());
+    fs.forget(ino, 1);
+    assert_eq!(fs.getattr(ino), Err(FsError::NotFound));
+    assert_eq!(fs.stats().bytes, 0);
+    assert_eq!(fs.stats().inodes, 1);
+}
+
+#[test]
+fn readdir_offsets_survive_concurrent_changes() {
+    let fs = fs();
+    for i in 0..100 {
+        let (ino, fh) = create(&fs, NodeId::ROOT, &format!("f{i:03}"));
+        fs.release(fh).unwrap();
+        fs.forget(ino, 1);
+    }
+    // Read the first 30 entries (after . and ..), then change the directory.
+    let mut seen = Vec::new();
+    let mut last = 0;
+    fs.readdir(NodeId::ROOT, 0, |e| {
+        if seen.len() == 32 {
+            return true;
+        }
+        seen.push(e.name.to_string_lossy().into_owned());
+        last = e.offset;
+        false
+    })
+    .unwrap();
+    for i in (0..100).step_by(2) {
+        if i > 40 {
+            fs.unlink(USER, NodeId::ROOT, n(&format!("f{i:03}"))).unwrap();
+        }
+    }
+    let (_, fh) = create(&fs, NodeId::ROOT, "late");
+    fs.release(fh).unwrap();
+    fs.readdir(NodeId::ROOT, last, |e| {
+        seen.push(e.name.to_string_lossy().into_owned());
+        false
+    })
+    .unwrap();
+    let unique: BTreeSet<_> = seen.iter().cloned().collect();
+    assert_eq!(unique.len(), seen.len(), "an entry was listed twice");
+    for i in 0..100 {
+        let name = format!("f{i:03}");
+        let stayed = i <= 40 || i % 2 == 1;
+        if stayed {
+            assert!(unique.contains(&name), "{name} was skipped");
+        }
+    }
+    assert!(unique.contains("late"));
+}
+
+#[test]
+fn directory_link_counts_follow_subdirectories() {
+    let fs = fs();
+    let a = fs.mkdir(USER, NodeId::ROOT, n("a"), 0o755).unwrap().attr.ino;
+    assert_eq!(fs.getattr(NodeId::ROOT).unwrap().nlink, 3);
+    fs.mkdir(USER, a, n("b"), 0o755).unwrap();
+    fs.mkdir(USER, a, n("c"), 0o755).unwrap();
+    assert_eq!(fs.getattr(a).unwrap().nlink, 4);
+    fs.rename(USER, a, n("b"), NodeId::ROOT, n("b"), RenameFlags::default())
+        .unwrap();
+    assert_eq!(fs.getattr(a).unwrap().nlink, 3);
+    assert_eq!(fs.getattr(NodeId::ROOT).unwrap().nlink, 4);
+    assert_eq!(fs.rmdir(USER, NodeId::ROOT, n("a")), Err(FsError::NotEmpty));
+    fs.rmdir(USER, a, n("c")).unwrap();
+    fs.rmdir(USER, NodeId::ROOT, n("a")).unwrap();
+    assert_eq!(fs.getattr(NodeId::ROOT).unwrap().nlink, 3);
+}
+
+#[test]
+fn bad_names_and_offsets_get_the_right_errno() {
+    let fs = fs();
+    let long = "x".repeat(256);
+    assert_eq!(fs.mkdir(USER, NodeId::ROOT, n(&long), 0o755), Err(FsError::NameTooLong));
+    assert_eq!(fs.lookup(NodeId::ROOT, n(&long)), Err(FsError::NameTooLong));
+    assert!(fs.mkdir(USER, NodeId::ROOT, n(&"x".repeat(255)), 0o755).is_ok());
+    let (_, fh) = create(&fs, NodeId::ROOT, "f");
+    assert_eq!(fs.write(fh, MAX_FILE_SIZE, b"x"), Err(FsError::FileTooBig));
+    assert_eq!(fs.write(fh, u64::MAX - 1, b"xx"), Err(FsError::FileTooBig));
+    assert!(fs.write(fh, MAX_FILE_SIZE - 1, b"x").is_ok());
+    let ino = fs.lookup(NodeId::ROOT, n("f")).unwrap().attr.ino;
+    let huge = SetAttr {
+        size: Some(MAX_FILE_SIZE + 1),
+        ..SetAttr::default()
+    };
+    assert_eq!(fs.setattr(USER, ino, huge), Err(FsError::FileTooBig));
+    let d = fs.mkdir(USER, NodeId::ROOT, n("d"), 0o755).unwrap().attr.ino;
+    fs.mkdir(USER, d, n("e"), 0o755).unwrap();
+    assert_eq!(
+        fs.rename(USER, NodeId::ROOT, n("d"), d, n("x"), RenameFlags::default()),
+        Err(FsError::Invalid)
+    );
+    let e = fs.lookup(d, n("e")).unwrap().attr.ino;
+    assert_eq!(
+        fs.rename(USER, NodeId::ROOT, n("d"), e, n("x"), RenameFlags::default()),
+        Err(FsError::Invalid)
+    );
+    assert_eq!(fs.unlink(USER, NodeId::ROOT, n("d")), Err(FsError::IsDir));
+    assert_eq!(fs.rmdir(USER, NodeId::ROOT, n("f")), Err(FsError::NotDir));
+    assert_eq!(
+        fs.symlink(USER, NodeId::ROOT, n("l"), n(&"t".repeat(4096))),
+        Err(FsError::NameTooLong)
+    );
+    assert_eq!(Fallocate::from_mode(0x10), Err(FsError::NotSupported));
+    assert_eq!(Fallocate::from_mode(0x02), Err(FsError::NotSupported));
+}
+
+#[test]
+fn limits_answer_enospc_and_harm_nothing() {
+    let fs = fs_with("size=1m,nr_inodes=4");
+    let (ino, fh) = create(&fs, NodeId::ROOT, "keep");
+    fs.write(fh, 0, &[7; 1000]).unwrap();
+    let (_, big) = create(&fs, NodeId::ROOT, "big");
+    assert_eq!(fs.write(big, 0, &vec![1; 2 << 20]), Err(FsError::NoSpace));
+    assert_eq!(
+        fs.getattr(fs.lookup(NodeId::ROOT, n("big")).unwrap().attr.ino)
+            .unwrap()
+            .size,
+        0
+    );
+    fs.create(USER, NodeId::ROOT, n("third"), 0o644, 0).unwrap();
+    assert_eq!(fs.mkdir(USER, NodeId::ROOT, n("fifth"), 0o755), Err(FsError::NoSpace));
+    assert_eq!(fs.lookup(NodeId::ROOT, n("fifth")), Err(FsError::NotFound));
+    assert_eq!(fs.read(fh, 0, 2000).unwrap(), vec![7; 1000]);
+    assert_eq!(fs.getattr(ino).unwrap().size, 1000);
+    assert!(fs.stats().enospc >= 2);
+    let st = fs.statfs();
+    assert_eq!(st.blocks, 256);
+    assert_eq!(st.files, 4);
+    assert_eq!(st.ffree, 0);
+}
+
+#[test]
+fn rename_flags_noreplace_and_exchange() {
+    let fs = fs();
+    let (a, fh) = create(&fs, NodeId::ROOT, "a");
+    fs.release(fh).unwrap();
+    let d = fs.mkdir(USER, NodeId::ROOT, n("d"), 0o755).unwrap().attr.ino;
+    let noreplace = RenameFlags {
+        noreplace: true,
+        exchange: false,
+    };
+    let exchange = RenameFlags {
+        noreplace: false,
+        exchange: true,
+    };
+    assert_eq!(
+        fs.rename(USER, NodeId::ROOT, n("a"), NodeId::ROOT, n("d"), noreplace),
+        Err(FsError::Exists)
+    );
+    assert_eq!(
+        fs.rename(USER, NodeId::ROOT, n("a"), NodeId::ROOT, n("zz"), exchange),
+        Err(FsError::NotFound)
+    );
+    fs.rename(USER, NodeId::ROOT, n("a"), NodeId::ROOT, n("d"), exchange)
+        .unwrap();
+    assert_eq!(fs.lookup(NodeId::ROOT, n("a")).unwrap().attr.ino, d);
+    assert_eq!(fs.lookup(NodeId::ROOT, n("d")).unwrap().attr.ino, a);
+    // Exchange across directories moves the subdirectory's parent too.
+    let sub = fs.mkdir(USER, d, n("sub"), 0o755).unwrap().attr.ino;
+    fs.rename(USER, d, n("sub"), NodeId::ROOT, n("d"), exchange).unwrap();
+    assert_eq!(fs.lookup(NodeId::ROOT, n("d")).unwrap().attr.ino, sub);
+    assert_eq!(fs.lookup(d, n("sub")).unwrap().attr.ino, a);
+    assert_eq!(fs.getattr(d).unwrap().nlink, 2);
+    assert_eq!(fs.getattr(NodeId::ROOT).unwrap().nlink, 4);
+    let mut dotdot = None;
+    fs.readdir(sub, 0, |e| {
+        if e.name == ".." {
+            dotdot = Some(e.ino);
+        }
+        false
+    })
+    .unwrap();
+    assert_eq!(dotdot, Some(NodeId::ROOT));
+}
+
+#[test]
+fn xattrs_follow_linux_rules() {
+    let fs = fs();
+    let (ino, _) = create(&fs, NodeId::ROOT, "f");
+    fs.setxattr(USER, ino, n("user.a"), b"1", 0).unwrap();
+    assert_eq!(fs.setxattr(USER, ino, n("user.a"), b"2", 1), Err(FsError::Exists));
+    assert_eq!(fs.setxattr(USER, ino, n("user.b"), b"2", 2), Err(FsError::NoAttr));
+    assert_eq!(
+        fs.setxattr(USER, ino, n("trusted.a"), b"2", 0),
+        Err(FsError::NotPermitted)
+    );
+    fs.setxattr(Caller::ROOT, ino, n("trusted.a"), b"root", 0).unwrap();
+    assert_eq!(
+        fs.setxattr(USER, ino, n("system.posix_acl_access"), b"", 0),
+        Err(FsError::NotSupported)
+    );
+    assert_eq!(
+        fs.setxattr(USER, ino, n("user.big"), &[0; XATTR_VALUE_MAX + 1], 0),
+        Err(FsError::TooBig)
+    );
+    assert_eq!(
+        fs.setxattr(USER, ino, n(&format!("user.{}", "n".repeat(251))), b"", 0),
+        Err(FsError::Range)
+    );
+    assert_eq!(fs.getxattr(USER, ino, n("user.a")).unwrap(), b"1");
+    assert_eq!(fs.listxattr(USER, ino).unwrap(), b"user.a\0");
+    assert_eq!(fs.listxattr(Caller::ROOT, ino).unwrap(), b"trusted.a\0user.a\0");
+    let before = fs.stats().bytes;
+    fs.removexattr(USER, ino, n("user.a")).unwrap();
+    assert!(fs.stats().bytes < before);
+    assert_eq!(fs.getxattr(USER, ino, n("user.a")), Err(FsError::NoAttr));
+    let l = fs.symlink(USER, NodeId::ROOT, n("l"), n("f")).unwrap().attr.ino;
+    assert_eq!(fs.setxattr(USER, l, n("user.a"), b"1", 0), Err(FsError::NotPermitted));
+}
+
+#[test]
+fn exclusive_create_has_exactly_one_winner() {
+    let fs = Arc::new(fs());
+    for round in 0..50 {
+        let name = format!("race{round}");
+        let winners: usize = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..4)
+                .map(|_| {
+                    let fs = Arc::clone(&fs);
+                    let name = name.clone();
+                    s.spawn(move || {
+                        fs.create(USER, NodeId::ROOT, n(&name), 0o600, libc::O_EXCL | libc::O_RDWR)
+                            .is_ok()
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| usize::from(h.join().unwrap())).sum()
+        });
+        assert_eq!(winners, 1, "round {round}");
+    }
+    // A dangling symlink at the name also makes O_EXCL fail.
+    fs.symlink(USER, NodeId::ROOT, n("dangling"), n("nowhere")).unwrap();
+    assert_eq!(
+        fs.create(USER, NodeId::ROOT, n("dangling"), 0o600, libc::O_EXCL)
+            .map(|_| ()),
+        Err(FsError::Exists)
+    );
+}
+
+#[test]
+fn seek_data_hole_fallocate_and_copy_file_range() {
+    let fs = fs();
+    let (_, fh) = create(&fs, NodeId::ROOT, "f");
+    fs.write(fh, 1 << 20, b"data").unwrap();
+    assert_eq!(fs.lseek(fh, 0, Whence::Data), Ok(1 << 20));
+    assert_eq!(fs.lseek(fh, 0, Whence::Hole), Ok(0));
+    assert_eq!(fs.lseek(fh, 1 << 20, Whence::Hole), Ok((1 << 20) + 4));
+    assert_eq!(fs.lseek(fh, (1 << 20) + 4, Whence::Data), Err(FsError::NoSuchOffset));
+    fs.fallocate(fh, 0, 8192, Fallocate::KeepSize).unwrap();
+    assert_eq!(fs.lseek(fh, 0, Whence::Data), Ok(0));
+    fs.fallocate(fh, (1 << 20) + 4, 100, Fallocate::Allocate).unwrap();
+    assert_eq!(fs.lseek(fh, 0, Whence::End), Ok((1 << 20) + 104));
+    fs.fallocate(fh, 1 << 20, 2, Fallocate::PunchHole).unwrap();
+    assert_eq!(fs.read(fh, 1 << 20, 4).unwrap(), b"\0\0ta");
+    assert_eq!(fs.fallocate(fh, 0, 0, Fallocate::Allocate), Err(FsError::Invalid));
+    let (_, out) = create(&fs, NodeId::ROOT, "g");
+    assert_eq!(fs.copy_file_range(fh, (1 << 20) + 2, out, 3, 1000).unwrap(), 102);
+    assert_eq!(&fs.read(out, 0, 5).unwrap(), b"\0\0\0ta");
+    assert_eq!(fs.copy_file_range(fh, 0, fh, 10, 100), Err(FsError::Invalid));
+}
+
+#[test]
+fn setattr_truncate_and_times() {
+    let fs = fs();
+    let (ino, fh) = create(&fs, NodeId::ROOT, "f");
+    fs.write(fh, 0, &[1; 10000]).unwrap();
+    let before = fs.getattr(ino).unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    let a = fs
+        .setattr(
+            USER,
+            ino,
+            SetAttr {
+                size: Some(10),
+                ..SetAttr::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(a.size, 10);
+    assert!(a.mtime > before.mtime && a.ctime > before.ctime);
+    let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+    let a = fs
+        .setattr(
+            USER,
+            ino,
+            SetAttr {
+                mode: Some(0o4751),
+                uid: Some(5),
+                atime: Some(TimeSet::At(t)),
+                mtime: Some(TimeSet::At(t)),
+                ..SetAttr::default()
+            },
+        )
+        .unwrap();
+    assert_eq!((a.perm, a.uid, a.atime, a.mtime), (0o4751, 5, t, t));
+    let d = fs.mkdir(USER, NodeId::ROOT, n("d"), 0o755).unwrap().attr.ino;
+    let size = SetAttr {
+        size: Some(0),
+        ..SetAttr::default()
+    };
+    assert_eq!(fs.setattr(USER, d, size), Err(FsError::IsDir));
+}
+
+#[test]
+fn setgid_directories_pass_their_group_on() {
+    let fs = fs();
+    let d = fs.mkdir(USER, NodeId::ROOT, n("d"), 0o2775).unwrap().attr.ino;
+    fs.setattr(
+        Caller::ROOT,
+        d,
+        SetAttr {
+            gid: Some(50),
+            ..SetAttr::default()
+        },
+    )
+    .unwrap();
+    let sub = fs.mkdir(USER, d, n("sub"), 0o755).unwrap().attr;
+    assert_eq!((sub.gid, sub.perm & 0o2000), (50, 0o2000));
+    let (e, _) = fs.create(USER, d, n("f"), 0o644, 0).unwrap();
+    assert_eq!(e.attr.gid, 50);
+}
+
+#[test]
+fn parallel_namespace_churn_does_not_deadlock_or_leak() {
+    let fs = Arc::new(fs());
+    let dirs: Vec<NodeId> = (0..4)
+        .map(|i| {
+            fs.mkdir(USER, NodeId::ROOT, n(&format!("d{i}")), 0o755)
+                .unwrap()
+                .attr
+                .ino
+        })
+        .collect();
+    std::thread::scope(|s| {
+        for t in 0..4u64 {
+            let fs = Arc::clone(&fs);
+            let dirs = dirs.clone();
+            s.spawn(move || {
+                let mut rng = t.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                let mut next = || {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    rng
+                };
+                for i in 0..2000 {
+                    let a = dirs[(next() % 4) as usize];
+                    let b = dirs[(next() % 4) as usize];
+                    let name = format!("n{}", next() % 8);
+                    match next() % 5 {
+                        0 => {
+                            if let Ok((e, fh)) = fs.create(USER, a, n(&name), 0o644, 0) {
+                                let _ = fs.write(fh, 0, &[t as u8; 100]);
+                                fs.release(fh).unwrap();
+                                fs.forget(e.attr.ino, 1);
+                            }
+                        }
+                        1 => {
+                            let _ = fs.unlink(USER, a, n(&name));
+                        }
+                        2 => {
+                            let _ = fs.rename(USER, a, n(&name), b, n(&format!("n{i}")), RenameFlags::default());
+                        }
+                        3 => {
+                            if let Ok(e) = fs.mkdir(USER, a, n(&name), 0o755) {
+                                fs.forget(e.attr.ino, 1);
+                            }
+                        }
+                        _ => {
+                            let _ = fs.rmdir(USER, a, n(&name));
+                            let _ = fs.readdir(b, 0, |_| false);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    // Remove everything; then only the root and the four directories remain.
+    for &d in &dirs {
+        let mut names = Vec::new();
+        fs.readdir(d, 0, |e| {
+            if e.name != "." && e.name != ".." {
+                names.push((e.name.to_os_string(), e.kind));
+            }
+            false
+        })
+        .unwrap();
+        for (name, kind) in names {
+            if kind == Kind::Dir {
+                fs.rmdir(USER, d, &name).unwrap();
+            } else {
+                fs.unlink(USER, d, &name).unwrap();
+            }
+        }
+    }
+    assert_eq!(fs.stats().inodes, 5);
+    assert_eq!(fs.stats().bytes, 0);
+}
+
+// ------------------------------------------------------------------ model
+
+/// A plain reference model: paths to nodes, contents by file id.
+#[derive(Debug, Default, Clone)]
+struct Model {
+    paths: BTreeMap<String, MNode>,
+    contents: BTreeMap<u32, Vec<u8>>,
+    next: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MNode {
+    Dir,
+    File(u32),
+}
+
+fn parent_of(p: &str) -> &str {
+    p.rsplit_once('/').map_or("", |(d, _)| d)
+}
+
+fn base_of(p: &str) -> &str {
+    p.rsplit_once('/').map_or(p, |(_, b)| b)
+}
+
+impl Model {
+    fn get(&self, p: &str) -> Option<MNode> {
+        if p.is_empty() {
+            Some(MNode::Dir)
+        } else {
+            self.paths.get(p).copied()
+        }
+    }
+
+    /// Resolves `p` component by component, as the harness's lookups do.
+    fn lookup_path(&self, p: &str) -> Result<MNode, FsError> {
+        let mut cur = String::new();
+        if p.is_empty() {
+            return Ok(MNode::Dir);
+        }
+        for part in p.split('/') {
+            if self.get(&cur) != Some(MNode::Dir) {
+                return Err(FsError::NotDir);
+            }
+            if !cur.is_empty() {
+                cur.push('/');
+            }
+            cur.push_str(part);
+            if self.get(&cur).is_none() {
+                return Err(FsError::NotFound);
+            }
+        }
+        Ok(self.get(&cur).unwrap())
+    }
+
+    /// The errno that resolving `p`'s parent (without checking its kind) gives.
+    fn parent_lookup_err(&self, p: &str) -> Option<FsError> {
+        self.lookup_path(parent_of(p)).err()
+    }
+
+    /// ENOTDIR when `p`'s parent resolves to a non-directory.
+    fn parent_kind_err(&self, p: &str) -> Option<FsError> {
+        (self.get(parent_of(p)) != Some(MNode::Dir)).then_some(FsError::NotDir)
+    }
+
+    /// The errno that using `p`'s parent as a directory gives, if any.
+    fn parent_err(&self, p: &str) -> Option<FsError> {
+        self.parent_lookup_err(p).or_else(|| self.parent_kind_err(p))
+    }
+
+    fn children(&self, d: &str) -> Vec<String> {
+        self.paths
+            .keys()
+            .filter(|p| parent_of(p) == d && !p.is_empty())
+            .map(|p| base_of(p).to_string())
+            .collect()
+    }
+
+    fn check_parent_and_self(&self, p: &str) -> Result<Option<MNode>, FsError> {
+        if let Some(e) = self.parent_err(p) {
+            return Err(e);
+        }
+        Ok(self.get(p))
+    }
+
+    fn create(&mut self, p: &str, dir: bool) -> Result<(), FsError> {
+        if self.check_parent_and_self(p)?.is_some() {
+            return Err(FsError::Exists);
+        }
+        let node = if dir {
+            MNode::Dir
+        } else {
+            self.next += 1;
+            self.contents.insert(self.next, Vec::new());
+            MNode::File(self.next)
+        };
+        self.paths.insert(p.into(), node);
+        Ok(())
+    }
+
+    fn unlink(&mut self, p: &str) -> Result<(), FsError> {
+        match self.check_parent_and_self(p)? {
+            None => Err(FsError::NotFound),
+            Some(MNode::Dir) => Err(FsError::IsDir),
+            Some(MNode::File(_)) => {
+                self.paths.remove(p);
+                Ok(())
+            }
+        }
+    }
+
+    fn rmdir(&mut self, p: &str) -> Result<(), FsError> {
+        match self.check_parent_and_self(p)? {
+            None => Err(FsError::NotFound),
+            Some(MNode::File(_)) => Err(FsError::NotDir),
+            Some(MNode::Dir) if !self.children(p).is_empty() => Err(FsError::NotEmpty),
+            Some(MNode::Dir) => {
+                self.paths.remove(p);
+                Ok(())
+            }
+        }
+    }
+
+    fn link(&mut self, from: &str, to: &str) -> Result<(), FsError> {
+        let src = self.lookup_path(from)?;
+        if let Some(e) = self.parent_lookup_err(to) {
+            return Err(e);
+        }
+        if src == MNode::Dir {
+            return Err(FsError::NotPermitted);
+        }
+        if let Some(e) = self.parent_kind_err(to) {
+            return Err(e);
+        }
+        if self.get(to).is_some() {
+            return Err(FsError::Exists);
+        }
+        self.paths.insert(to.into(), src);
+        Ok(())
+    }
+
+    fn rename(&mut self, from: &str, to: &str, flags: RenameFlags) -> Result<(), FsError> {
+        let err = self
+            .parent_lookup_err(from)
+            .or_else(|| self.parent_lookup_err(to))
+            .or_else(|| self.parent_kind_err(from))
+            .or_else(|| self.parent_kind_err(to));
+        if let Some(e) = err {
+            return Err(e);
+        }
+        let src = self.get(from).ok_or(FsError::NotFound)?;
+        let dst = self.get(to);
+        let under = |a: &str, b: &str| a.starts_with(&format!("{b}/"));
+        if src == MNode::Dir && parent_of(from) != parent_of(to) && under(to, from) {
+            return Err(FsError::Invalid);
+        }
+        if flags.exchange {
+            let dst = dst.ok_or(FsError::NotFound)?;
+            if dst == MNode::Dir && parent_of(from) != parent_of(to) && under(from, to) {
+                return Err(FsError::Invalid);
+            }
+            if from == to || (src == dst && src != MNode::Dir) {
+                return Ok(());
+            }
+            self.swap_subtrees(from, to);
+            return Ok(());
+        }
+        if let Some(dst) = dst {
+            if flags.noreplace {
+                return Err(FsError::Exists);
+            }
+            if from == to || (src == dst && src != MNode::Dir) {
+                return Ok(());
+            }
+            match (src, dst) {
+                (MNode::Dir, MNode::File(_)) => return Err(FsError::NotDir),
+                (MNode::File(_), MNode::Dir) => return Err(FsError::IsDir),
+                (MNode::Dir, MNode::Dir) if !self.children(to).is_empty() => return Err(FsError::NotEmpty),
+                _ => {}
+            }
+            self.paths.remove(to);
+        }
+        self.move_subtree(from, to);
+        Ok(())
+    }
+
+    fn take_subtree(&mut self, p: &str) -> Vec<(String, MNode)> {
+        let keys: Vec<String> = self
+            .paths
+            .keys()
+            .filter(|k| *k == p || k.starts_with(&format!("{p}/")))
+            .cloned()
+            .collect();
+        keys.into_iter()
+            .map(|k| {
+                let v = self.paths.remove(&k).unwrap();
+                (k[p.len()..].to_string(), v)
+            })
+            .collect()
+    }
+
+    fn move_subtree(&mut self, from: &str, to: &str) {
+        for (suffix, v) in self.take_subtree(from) {
+            self.paths.insert(format!("{to}{suffix}"), v);
+        }
+    }
+
+    fn swap_subtrees(&mut self, a: &str, b: &str) {
+        let ta = self.take_subtree(a);
+        let tb = self.take_subtree(b);
+        for (suffix, v) in ta {
+            self.paths.insert(format!("{b}{suffix}"), v);
+        }
+        for (suffix, v) in tb {
+            self.paths.insert(format!("{a}{suffix}"), v);
+        }
+    }
+
+    fn file(&mut self, p: &str) -> Result<&mut Vec<u8>, FsError> {
+        match self.check_parent_and_self(p)? {
+            None => Err(FsError::NotFound),
+            Some(MNode::Dir) => Err(FsError::IsDir),
+            Some(MNode::File(id)) => Ok(self.contents.get_mut(&id).unwrap()),
+        }
+    }
+}
+
+/// The real file system driven by paths, with lookup counts kept balanced.
+struct Real {
+    fs: Fs,
+}
+
+impl Real {
+    fn resolve(&self, p: &str) -> FsResult<NodeId> {
+        let mut cur = NodeId::ROOT;
+        if p.is_empty() {
+            return Ok(cur);
+        }
+        for part in p.split('/') {
+            let e = self.fs.lookup(cur, n(part))?;
+            self.fs.forget(e.attr.ino, 1);
+            cur = e.attr.ino;
+        }
+        Ok(cur)
+    }
+
+    fn parent(&self, p: &str) -> FsResult<NodeId> {
+        self.resolve(parent_of(p))
+    }
+
+    fn with_file<T>(&self, p: &str, f: impl FnOnce(HandleId) -> FsResult<T>) -> FsResult<T> {
+        let ino = self.resolve(p)?;
+        let fh = self.fs.open(USER, ino, libc::O_RDWR)?;
+        let r = f(fh);
+        self.fs.release(fh).unwrap();
+        r
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Create(usize),
+    Mkdir(usize),
+    Unlink(usize),
+    Rmdir(usize),
+    Link(usize, usize),
+    Rename(usize, usize, u8),
+    Write(usize, u32, u32, u8),
+    Truncate(usize, u32),
+    Punch(usize, u32, u32),
+}
+
+const PATHS: &[&str] = &[
+    "a", "b", "d", "e", "d/a", "d/b", "d/d", "d/e", "e/a", "e/d", "d/d/a", "d/d/d", "e/d/a", "a/x",
+];
+
+fn op() -> impl Strategy<Value = Op> {
+    let p = 0..PATHS.len();
+    prop_oneof![
+        p.clone().prop_map(Op::Create),
+        p.clone().prop_map(Op::Mkdir),
+        p.clone().prop_map(Op::Unlink),
+        p.clone().prop_map(Op::Rmdir),
+        (p.clone(), p.clone()).prop_map(|(a, b)| Op::Link(a, b)),
+        (p.clone(), p.clone(), 0..3u8).prop_map(|(a, b, f)| Op::Rename(a, b, f)),
+        (p.clone(), 0..300_000u32, 0..70_000u32, any::<u8>()).prop_map(|(a, o, l, b)| Op::Write(a, o, l, b)),
+        (p.clone(), 0..300_000u32).prop_map(|(a, s)| Op::Truncate(a, s)),
+        (p, 0..300_000u32, 1..200_000u32).prop_map(|(a, o, l)| Op::Punch(a, o, l)),
+    ]
+}
+
+fn apply(model: &mut Model, real: &Real, op: &Op) -> (Result<(), FsError>, Result<(), FsError>) {
+    let r = |fsr: FsResult<()>| fsr;
+    match *op {
+        Op::Create(i) => {
+            let p = PATHS[i];
+            let got = real.parent(p).and_then(|d| {
+                let (e, fh) = real.fs.create(USER, d, n(base_of(p)), 0o644, libc::O_EXCL)?;
+                real.fs.release(fh).unwrap();
+                real.fs.forget(e.attr.ino, 1);
+                Ok(())
+            });
+            (model.create(p, false), r(got))
+        }
+        Op::Mkdir(i) => {
+            let p = PATHS[i];
+            let got = real.parent(p).and_then(|d| {
+                let e = real.fs.mkdir(USER, d, n(base_of(p)), 0o755)?;
+                real.fs.forget(e.attr.ino, 1);
+                Ok(())
+            });
+            (model.create(p, true), got)
+        }
+        Op::Unlink(i) => {
+            let p = PATHS[i];
+            let got = real.parent(p).and_then(|d| real.fs.unlink(USER, d, n(base_of(p))));
+            (model.unlink(p), got)
+        }
+        Op::Rmdir(i) => {
+            let p = PATHS[i];
+            let got = real.parent(p).and_then(|d| real.fs.rmdir(USER, d, n(base_of(p))));
+            (model.rmdir(p), got)
+        }
+        Op::Link(a, b) => {
+            let (from, to) = (PATHS[a], PATHS[b]);
+            let got = real.resolve(from).and_then(|src| {
+                let d = real.parent(to)?;
+                let e = real.fs.link(USER, src, d, n(base_of(to)))?;
+                real.fs.forget(e.attr.ino, 1);
+                Ok(())
+            });
+            (model.link(from, to), got)
+        }
+        Op::Rename(a, b, f) => {
+            let (from, to) = (PATHS[a], PATHS[b]);
+            let flags = RenameFlags {
+                noreplace: f == 1,
+                exchange: f == 2,
+            };
+            let got = real.parent(from).and_then(|sd| {
+                let dd = real.parent(to)?;
+                real.fs.rename(USER, sd, n(base_of(from)), dd, n(base_of(to)), flags)
+            });
+            (model.rename(from, to, flags), got)
+        }
+        Op::Write(i, off, len, byte) => {
+            let p = PATHS[i];
+            let data = vec![byte; len as usize];
+            let got = real.with_file(p, |fh| real.fs.write(fh, u64::from(off), &data).map(|_| ()));
+            let want = model.file(p).map(|v| {
+                let end = off as usize + data.len();
+                if !data.is_empty() && v.len() < end {
+                    v.resize(end, 0);
+                }
+                v[off as usize..off as usize + data.len()].copy_from_slice(&data);
+            });
+            (want, got)
+        }
+        Op::Truncate(i, size) => {
+            let p = PATHS[i];
+            let got = real.resolve(p).and_then(|ino| {
+                real.fs
+                    .setattr(
+                        USER,
+                        ino,
+                        SetAttr {
+                            size: Some(u64::from(size)),
+                            ..SetAttr::default()
+                        },
+                    )
+                    .map(|_| ())
+            });
+            let want = model.file(p).map(|v| v.resize(size as usize, 0));
+            (want, got)
+        }
+        Op::Punch(i, off, len) => {
+            let p = PATHS[i];
+            let got = real.with_file(p, |fh| {
+                real.fs
+                    .fallocate(fh, u64::from(off), u64::from(len), Fallocate::PunchHole)
+            });
+            let want = model.file(p).map(|v| {
+                let end = (off as usize + len as usize).min(v.len());
+                if (off as usize) < end {
+                    v[off as usize..end].fill(0);
+                }
+            });
+            (want, got)
+        }
+    }
+}
+
+fn check_same(model: &Model, real: &Real) {
+    for p in PATHS.iter().copied().chain([""]) {
+        let want = model.get(p);
+        let got = real.resolve(p);
+        match (want, got) {
+            (None, Err(_)) => {}
+            (Some(MNode::Dir), Ok(ino)) => {
+                let mut listed = names(&real.fs, ino);
+                listed.retain(|x| x != "." && x != "..");
+                listed.sort();
+                let mut expected = model.children(p);
+                expected.sort();
+                assert_eq!(listed, expected, "listing of {p:?}");
+                assert_eq!(real.fs.getattr(ino).unwrap().kind, Kind::Dir);
+            }
+            (Some(MNode::File(id)), Ok(ino)) => {
+                let expected = &model.contents[&id];
+                let attr = real.fs.getattr(ino).unwrap();
+                assert_eq!(attr.size, expected.len() as u64, "size of {p:?}");
+                let got = real
+                    .with_file(p, |fh| real.fs.read(fh, 0, expected.len() as u32 + 10))
+                    .unwrap();
+                assert!(got == *expected, "contents of {p:?} differ");
+            }
+            (w, g) => panic!("{p:?}: model {w:?}, real {g:?}"),
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn core_matches_reference_model(ops in proptest::collection::vec(op(), 1..60)) {
+        let mut model = Model::default();
+        let real = Real { fs: fs() };
+        for op in &ops {
+            let (want, got) = apply(&mut model, &real, op);
+            prop_assert_eq!(want, got, "op {:?}", op);
+            check_same(&model, &real);
+        }
+        // Removing everything must give every byte and inode back.
+        let mut paths: Vec<String> = model.paths.keys().cloned().collect();
+        paths.sort_by_key(|p| std::cmp::Reverse(p.matches('/').count()));
+        for p in paths {
+            let d = real.parent(&p).unwrap();
+            match model.paths[&p] {
+                MNode::Dir => real.fs.rmdir(USER, d, n(base_of(&p))).unwrap(),
+                MNode::File(_) => real.fs.unlink(USER, d, n(base_of(&p))).unwrap(),
+            }
+        }
+        prop_assert_eq!(real.fs.stats().inodes, 1);
+        prop_assert_eq!(real.fs.stats().bytes, 0);
+    }
+}
