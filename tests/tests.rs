@@ -1,1 +1,10 @@
+//! Integration tests: every module mounts a real tmpfsd file system in a
+//! fresh temporary directory and unmounts it again, also when a test fails.
+//! One binary for all of them keeps link time down.
 
+mod common;
+
+mod cli;
+mod posix;
+mod robustness;
+mod unprivileged;

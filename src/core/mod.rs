@@ -213,6 +213,20 @@ impl Fallocate {
     }
 }
 
+/// What a new node is: kind, permission bits, device number.
+#[derive(Debug, Clone, Copy)]
+struct NewNode {
+    kind: Kind,
+    mode: u32,
+    rdev: u32,
+}
+
+impl NewNode {
+    fn new(kind: Kind, mode: u32) -> Self {
+        Self { kind, mode, rdev: 0 }
+    }
+}
+
 /// An open file or directory.
 #[derive(Debug)]
 struct Handle {
@@ -513,11 +527,10 @@ impl Fs {
         caller: Caller,
         parent: NodeId,
         name: &OsStr,
-        kind: Kind,
-        mode: u32,
-        rdev: u32,
+        new: NewNode,
         body: impl FnOnce() -> Body,
     ) -> FsResult<Arc<Node>> {
+        let NewNode { kind, mode, rdev } = new;
         self.fault_point(name);
         check_name(name)?;
         let p = self.node(parent)?;
@@ -536,9 +549,9 @@ impl Fs {
         let t = now();
         let (mut perm, gid) = {
             let pm = p.meta.lock();
-            if pm.perm & libc::S_ISGID as u32 != 0 {
+            if pm.perm & node::mode::S_ISGID != 0 {
                 let perm = if kind == Kind::Dir {
-                    mode | libc::S_ISGID as u32
+                    mode | node::mode::S_ISGID
                 } else {
                     mode
                 };
@@ -605,7 +618,7 @@ impl Fs {
         } else {
             0
         };
-        let node = self.create_node(caller, parent, name, kind, mode, rdev, body)?;
+        let node = self.create_node(caller, parent, name, NewNode { kind, mode, rdev }, body)?;
         Ok(Self::entry_no_ref(&node))
     }
 
@@ -614,7 +627,7 @@ impl Fs {
     /// # Errors
     /// EEXIST, ENOENT, ENOTDIR, ENAMETOOLONG, ENOSPC, EMLINK.
     pub fn mkdir(&self, caller: Caller, parent: NodeId, name: &OsStr, mode: u32) -> FsResult<Entry> {
-        let node = self.create_node(caller, parent, name, Kind::Dir, mode, 0, || {
+        let node = self.create_node(caller, parent, name, NewNode::new(Kind::Dir, mode), || {
             Body::Dir(RwLock::new(Dir::new()))
         })?;
         Ok(Self::entry_no_ref(&node))
@@ -632,7 +645,7 @@ impl Fs {
         if target.is_empty() {
             return Err(FsError::NotFound);
         }
-        let node = self.create_node(caller, parent, name, Kind::Symlink, 0o777, 0, || {
+        let node = self.create_node(caller, parent, name, NewNode::new(Kind::Symlink, 0o777), || {
             Body::Symlink(target.into())
         })?;
         Ok(Self::entry_no_ref(&node))
@@ -653,7 +666,7 @@ impl Fs {
         flags: i32,
     ) -> FsResult<(Entry, HandleId)> {
         let exclusive = flags & libc::O_EXCL != 0;
-        let node = match self.create_node(caller, parent, name, Kind::File, mode, 0, || {
+        let node = match self.create_node(caller, parent, name, NewNode::new(Kind::File, mode), || {
             Body::File(RwLock::new(FileData::default()))
         }) {
             Ok(node) => node,

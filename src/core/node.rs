@@ -37,18 +37,35 @@ pub enum Kind {
     BlockDevice,
 }
 
+/// File-type and set-id bits. Their values are fixed by POSIX practice and
+/// equal on every platform, while libc's types for them differ (`u16` on
+/// macOS), so they are spelled out once here.
+pub(crate) mod mode {
+    pub(crate) const S_IFMT: u32 = 0o170_000;
+    pub(crate) const S_IFSOCK: u32 = 0o140_000;
+    pub(crate) const S_IFLNK: u32 = 0o120_000;
+    pub(crate) const S_IFREG: u32 = 0o100_000;
+    pub(crate) const S_IFBLK: u32 = 0o060_000;
+    pub(crate) const S_IFDIR: u32 = 0o040_000;
+    pub(crate) const S_IFCHR: u32 = 0o020_000;
+    pub(crate) const S_IFIFO: u32 = 0o010_000;
+    pub(crate) const S_ISGID: u32 = 0o2000;
+}
+
 impl Kind {
-    /// The kind named by the `S_IFMT` bits of `mode`, if any.
+    /// The kind named by the `S_IFMT` bits of `mode`, if any (none means a
+    /// regular file, as mknod(2) says).
     #[must_use]
-    pub fn from_mode(mode: u32) -> Option<Kind> {
-        Some(match mode & libc::S_IFMT as u32 {
-            m if m == libc::S_IFREG as u32 || m == 0 => Kind::File,
-            m if m == libc::S_IFDIR as u32 => Kind::Dir,
-            m if m == libc::S_IFLNK as u32 => Kind::Symlink,
-            m if m == libc::S_IFIFO as u32 => Kind::Fifo,
-            m if m == libc::S_IFSOCK as u32 => Kind::Socket,
-            m if m == libc::S_IFCHR as u32 => Kind::CharDevice,
-            m if m == libc::S_IFBLK as u32 => Kind::BlockDevice,
+    pub fn from_mode(m: u32) -> Option<Kind> {
+        use mode::*;
+        Some(match m & S_IFMT {
+            0 | S_IFREG => Kind::File,
+            S_IFDIR => Kind::Dir,
+            S_IFLNK => Kind::Symlink,
+            S_IFIFO => Kind::Fifo,
+            S_IFSOCK => Kind::Socket,
+            S_IFCHR => Kind::CharDevice,
+            S_IFBLK => Kind::BlockDevice,
             _ => return None,
         })
     }

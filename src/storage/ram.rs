@@ -41,11 +41,8 @@ fn grown_capacity(cap: usize, needed: usize) -> usize {
     if needed <= cap {
         return cap;
     }
-    needed
-        .max(cap.saturating_mul(2))
-        .max(MIN_BUF)
-        .min(CHUNK_SIZE)
-        .max(needed)
+    // Double, within [MIN_BUF, CHUNK_SIZE], but never less than needed.
+    cap.saturating_mul(2).clamp(MIN_BUF, CHUNK_SIZE).max(needed)
 }
 
 impl RamFile {
@@ -373,7 +370,7 @@ mod tests {
         let mut f = RamFile::new();
         f.write_at(0, &vec![7; 3 * CHUNK_SIZE], &b).unwrap();
         let before = f.allocated();
-        f.punch_hole(10, 2 * CHUNK as u64, &b);
+        f.punch_hole(10, 2 * CHUNK, &b);
         assert!(f.allocated() < before);
         let v = read_all(&f);
         assert!(v[..10].iter().all(|x| *x == 7));

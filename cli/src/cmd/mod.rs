@@ -8,6 +8,7 @@ use crate::args::{Args, Command};
 use crate::CliError;
 
 pub(crate) fn run(args: Args) -> Result<(), CliError> {
+    crate::logging::check_level(&args.log_level).map_err(crate::usage)?;
     match args.command {
         Command::Mount {
             dir,

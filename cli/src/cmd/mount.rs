@@ -164,6 +164,9 @@ fn mount_error(dir: &Path, config: &MountConfig, e: &io::Error) -> CliError {
         Some(libc::EPERM) | Some(libc::EACCES) if config.allow_other => format!(
             "cannot mount {shown} with allow_other: {e} (non-root users need 'user_allow_other' in /etc/fuse.conf)"
         ),
+        Some(libc::EPERM) | Some(libc::EACCES) if !dev_fuse_usable() => format!(
+            "cannot mount {shown}: /dev/fuse is not readable and writable for this user (fuse3's udev rule gives it mode 0666)"
+        ),
         Some(libc::EPERM) | Some(libc::EACCES) => format!("cannot mount {shown}: {e}"),
         Some(libc::ENODEV) | Some(libc::ENOENT) if !Path::new("/dev/fuse").exists() => {
             format!("cannot mount {shown}: /dev/fuse is missing (load the fuse module)")
@@ -174,4 +177,12 @@ fn mount_error(dir: &Path, config: &MountConfig, e: &io::Error) -> CliError {
         _ => format!("cannot mount {shown}: {e}"),
     };
     anyhow!(msg).into()
+}
+
+fn dev_fuse_usable() -> bool {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")
+        .is_ok()
 }

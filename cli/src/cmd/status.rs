@@ -33,6 +33,8 @@ fn statvfs(path: &Path) -> std::io::Result<libc::statvfs> {
     Ok(st)
 }
 
+// statvfs field widths differ by platform (u32 on macOS, u64 on Linux).
+#[allow(clippy::useless_conversion)]
 fn status_of(m: &sys::MountEntry) -> MountStatus {
     let mut s = MountStatus {
         mount_point: m.mount_point.clone(),
@@ -45,13 +47,13 @@ fn status_of(m: &sys::MountEntry) -> MountStatus {
         inode_limit: 0,
     };
     if let Ok(st) = statvfs(&m.mount_point) {
-        let frsize = st.f_frsize as u64;
+        let frsize = u64::from(st.f_frsize);
         s.state = "live";
-        s.size_bytes = st.f_blocks as u64 * frsize;
-        s.free_bytes = st.f_bfree as u64 * frsize;
+        s.size_bytes = u64::from(st.f_blocks) * frsize;
+        s.free_bytes = u64::from(st.f_bfree) * frsize;
         s.used_bytes = s.size_bytes.saturating_sub(s.free_bytes);
-        s.inode_limit = st.f_files as u64;
-        s.files = (st.f_files as u64).saturating_sub(st.f_ffree as u64);
+        s.inode_limit = u64::from(st.f_files);
+        s.files = u64::from(st.f_files).saturating_sub(u64::from(st.f_ffree));
     }
     s
 }

@@ -45,14 +45,10 @@ impl FuseFs {
 }
 
 /// Runs one request handler, catching a panic so that the session survives.
+/// The panic hook has already logged the message and its location.
 fn guarded(op: &'static str, f: impl FnOnce()) {
-    if let Err(panic) = catch_unwind(AssertUnwindSafe(f)) {
-        let what = panic
-            .downcast_ref::<&str>()
-            .map(ToString::to_string)
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
-        tracing::error!(op, panic = %what, "request panicked; answered EIO");
+    if catch_unwind(AssertUnwindSafe(f)).is_err() {
+        tracing::error!(op, "request panicked; answered EIO");
     }
 }
 

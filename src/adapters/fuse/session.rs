@@ -1,4 +1,4 @@
-//! Mounting: the option list, the multi-threaded session and its unmounter.
+//! Mounting: the option list and the multi-threaded session.
 
 use std::io;
 use std::path::Path;
@@ -15,13 +15,15 @@ pub const FS_NAME: &str = "tmpfsd";
 
 /// Mounts `fs` at `mountpoint` and returns the session, ready to run: the
 /// kernel's INIT has been answered, but requests are served only once the
-/// session runs.
+/// session runs. Root mounts directly; other users go through the setuid
+/// `fusermount3` from fuse3 (fuser falls back to it when mount(2) is refused).
 ///
 /// # Errors
 /// The mount or the FUSE handshake failed (no /dev/fuse, no fusermount3,
 /// a busy or missing mount point, `allow_other` refused).
 pub fn mount(fs: Arc<Fs>, mountpoint: &Path, config: &MountConfig) -> io::Result<Session<FuseFs>> {
-    let options = vec![
+    let mut fuse_config = Config::default();
+    fuse_config.mount_options = vec![
         MountOption::FSName(FS_NAME.into()),
         MountOption::Subtype(FS_NAME.into()),
         MountOption::DefaultPermissions,
@@ -29,15 +31,20 @@ pub fn mount(fs: Arc<Fs>, mountpoint: &Path, config: &MountConfig) -> io::Result
         MountOption::NoDev,
         MountOption::RW,
     ];
-    let mut fuse_config = Config::default();
-    fuse_config.mount_options = options;
     fuse_config.acl = if config.allow_other {
         SessionACL::All
     } else {
         SessionACL::Owner
     };
     fuse_config.n_threads = Some(worker_threads());
-    fuse_config.clone_fd = cfg!(target_os = "linux");
+    // One descriptor per thread (FUSE_DEV_IOC_CLONE) needs /dev/fuse to be
+    // opened again; the threads share one descriptor where it cannot be.
+    fuse_config.clone_fd = cfg!(target_os = "linux")
+        && std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/fuse")
+            .is_ok();
     Session::new(FuseFs::new(fs), mountpoint, &fuse_config)
 }
 

@@ -1,0 +1,183 @@
+//! Shared test helpers: the mount guard and small libc wrappers.
+
+#![allow(dead_code)]
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use tmpfsd::sys;
+
+/// The `tmpfsd` binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_tmpfsd")
+}
+
+/// A tmpfsd mount in a fresh temporary directory, served by a foreground
+/// `tmpfsd` child. Dropping it unmounts (lazily, so that a failed test's
+/// open files cannot keep it), waits for the daemon, and removes the
+/// directory: no mount outlives a test.
+pub struct MountGuard {
+    path: PathBuf,
+    child: Option<Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl MountGuard {
+    /// Mounts with `-o opts`.
+    pub fn new(opts: &str) -> Self {
+        Self::with(opts, &[], None)
+    }
+
+    /// Mounts with `-o opts`, extra environment for the daemon, and
+    /// optionally running it as another user (`uid`, `gid`).
+    pub fn with(opts: &str, env: &[(&str, &str)], user: Option<(u32, u32)>) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("tmpfsd-test.")
+            .tempdir()
+            .expect("temp dir");
+        let path = dir.path().canonicalize().unwrap();
+        let mut cmd = Command::new(bin());
+        cmd.arg("mount").arg(&path).arg("--foreground");
+        if !opts.is_empty() {
+            cmd.arg("-o").arg(opts);
+        }
+        cmd.envs(env.iter().copied()).stdin(Stdio::null());
+        if let Some((uid, gid)) = user {
+            use std::os::unix::fs::chown;
+            use std::os::unix::process::CommandExt;
+            chown(&path, Some(uid), Some(gid)).unwrap();
+            cmd.uid(uid).gid(gid);
+        }
+        let child = cmd.spawn().expect("spawn tmpfsd");
+        let mut guard = Self {
+            path,
+            child: Some(child),
+            _dir: dir,
+        };
+        guard.wait_ready();
+        guard
+    }
+
+    /// Polls until the mount answers (the mount table lists it and statfs
+    /// reaches the FUSE server), failing early if the daemon exits.
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("tmpfsd exited before the mount was ready: {status}");
+            }
+            let listed = sys::mount_at(&self.path).unwrap().is_some_and(|m| m.is_tmpfsd());
+            if listed && sys::fs_type_magic(&self.path).ok() == Some(sys::FUSE_SUPER_MAGIC) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mount at {} not ready in 30 s",
+                self.path.display()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// The mount point.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A path inside the mount.
+    pub fn join(&self, p: impl AsRef<Path>) -> PathBuf {
+        self.path.join(p)
+    }
+
+    /// The daemon's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Whether the daemon is still running.
+    pub fn daemon_alive(&mut self) -> bool {
+        self.child.as_mut().unwrap().try_wait().unwrap().is_none()
+    }
+
+    /// Unmounts (not lazily) and returns the daemon's exit status.
+    pub fn unmount(mut self) -> ExitStatus {
+        sys::unmount(&self.path, false).expect("unmount");
+        self.wait_child(Duration::from_secs(30))
+            .expect("daemon did not exit after unmount")
+    }
+
+    /// Waits for the daemon to exit on its own (after a signal, say).
+    pub fn wait_exit(mut self, timeout: Duration) -> Option<ExitStatus> {
+        self.wait_child(timeout)
+    }
+
+    fn wait_child(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                self.child = None;
+                return Some(st);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        if sys::mount_at(&self.path).ok().flatten().is_some_and(|m| m.is_tmpfsd()) {
+            let _ = sys::unmount(&self.path, true);
+        }
+        if self.wait_child(Duration::from_secs(20)).is_none() {
+            if let Some(mut child) = self.child.take() {
+                // Our own child, by its pid: never by name.
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+/// `path` as a C string.
+pub fn cpath(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_bytes()).unwrap()
+}
+
+/// Turns a libc return value into an io::Result.
+pub fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// The errno of an io::Error.
+pub fn errno_of<T: std::fmt::Debug>(r: io::Result<T>) -> i32 {
+    r.expect_err("expected an error").raw_os_error().expect("an OS error")
+}
+
+/// A named test scenario that runs in its own directory.
+pub type Scenario = (&'static str, fn(&Path));
+
+/// Runs `f` on each named scenario, collecting failures so that one broken
+/// scenario does not hide the others, then fails listing all of them.
+pub fn run_scenarios(label: &str, dir: &Path, scenarios: &[Scenario]) {
+    let mut failed = Vec::new();
+    for (name, f) in scenarios {
+        let sub = dir.join(name);
+        std::fs::create_dir(&sub).unwrap();
+        if std::panic::catch_unwind(|| f(&sub)).is_err() {
+            failed.push(*name);
+        }
+    }
+    assert!(failed.is_empty(), "[{label}] failed scenarios: {failed:?}");
+}

@@ -1,0 +1,145 @@
+//! Limits, bad requests and panics: the daemon answers, harms nothing
+//! else, and stays up.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::time::Duration;
+
+use crate::common::{errno_of, MountGuard};
+
+#[test]
+fn a_panicking_request_answers_eio_and_the_mount_lives() {
+    let mut m = MountGuard::with("", &[("TMPFSD_FAULT_PANIC_NAME", "boom")], None);
+    fs::write(m.join("before"), b"kept").unwrap();
+    // Each of the eight worker threads could take the request: make sure
+    // panics on every one of them leave the session serving.
+    for _ in 0..32 {
+        assert_eq!(errno_of(fs::metadata(m.join("boom"))), libc::EIO);
+        assert_eq!(errno_of(File::create(m.join("boom"))), libc::EIO);
+    }
+    assert!(m.daemon_alive());
+    assert_eq!(fs::read(m.join("before")).unwrap(), b"kept");
+    fs::write(m.join("after"), b"works").unwrap();
+    assert_eq!(fs::read(m.join("after")).unwrap(), b"works");
+    assert!(m.unmount().success(), "the daemon must exit cleanly after unmount");
+}
+
+fn statvfs(p: &std::path::Path) -> libc::statvfs {
+    // SAFETY: zeroed is a valid statvfs; the path is NUL-terminated.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::statvfs(crate::common::cpath(p).as_ptr(), &mut st) }, 0);
+    st
+}
+
+#[test]
+fn size_limit_gives_enospc_and_harms_nothing_else() {
+    let mut m = MountGuard::new("size=8m");
+    let keep: Vec<u8> = (0..1_000_000u32).map(|i| i as u8).collect();
+    fs::write(m.join("keep"), &keep).unwrap();
+    let st = statvfs(m.path());
+    assert_eq!(st.f_blocks * st.f_frsize, 8 << 20);
+    let used = (st.f_blocks - st.f_bfree) * st.f_frsize;
+    assert!((1_000_000..1_200_000).contains(&used), "df says {used} bytes used");
+    let mut f = File::create(m.join("filler")).unwrap();
+    let chunk = vec![1u8; 1 << 20];
+    let mut written = 0;
+    let err = loop {
+        match f.write_all(&chunk) {
+            Ok(()) => written += chunk.len(),
+            Err(e) => break e,
+        }
+        assert!(written < 16 << 20, "the size limit was not enforced");
+    };
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC));
+    drop(f);
+    assert_eq!(fs::read(m.join("keep")).unwrap(), keep);
+    let st = statvfs(m.path());
+    assert!(st.f_bfree * st.f_frsize < 1 << 20);
+    fs::remove_file(m.join("filler")).unwrap();
+    // Space comes back once the file is gone and the kernel forgot it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let st = statvfs(m.path());
+        if (st.f_blocks - st.f_bfree) * st.f_frsize < 1_200_000 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "space was not freed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    fs::write(m.join("again"), vec![2u8; 4 << 20]).unwrap();
+    assert!(m.daemon_alive());
+}
+
+#[test]
+fn inode_limit_gives_enospc() {
+    let m = MountGuard::new("nr_inodes=50");
+    let mut made = 0;
+    let err = loop {
+        match File::create(m.join(format!("f{made}"))) {
+            Ok(_) => made += 1,
+            Err(e) => break e,
+        }
+        assert!(made < 100);
+    };
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC));
+    assert_eq!(made, 49, "the root directory counts as one inode");
+    assert_eq!(errno_of(fs::create_dir(m.join("d"))), libc::ENOSPC);
+    fs::remove_file(m.join("f0")).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while File::create(m.join("again")).is_err() {
+        assert!(std::time::Instant::now() < deadline, "inode was not freed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn hostile_requests_do_not_crash_the_daemon() {
+    let mut m = MountGuard::new("size=64m");
+    fs::write(m.join("victim"), b"untouched").unwrap();
+    let f = File::create(m.join("f")).unwrap();
+    for off in [u64::MAX / 2, i64::MAX as u64 - 1, 1 << 62] {
+        let _ = f.write_all_at(b"xy", off);
+    }
+    let _ = f.set_len(1 << 62);
+    let _ = fs::rename(m.path(), m.join("inside"));
+    let _ = fs::create_dir(m.join("x".repeat(4000)));
+    let long_target = "t".repeat(5000);
+    let _ = std::os::unix::fs::symlink(&long_target, m.join("l"));
+    let mut w = File::create(m.join("w")).unwrap();
+    for _ in 0..100 {
+        let _ = w.write_all(&[0u8; 100_000]);
+    }
+    drop((f, w));
+    assert!(m.daemon_alive());
+    assert_eq!(fs::read(m.join("victim")).unwrap(), b"untouched");
+    assert!(m.unmount().success());
+}
+
+#[test]
+fn parallel_clients_on_many_files() {
+    let m = MountGuard::new("");
+    let dir = m.path().to_path_buf();
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let dir = dir.clone();
+            std::thread::spawn(move || {
+                for i in 0..200 {
+                    let p = dir.join(format!("t{t}-{i}"));
+                    let data = vec![(t * 31 + i) as u8; 1000 + i * 37];
+                    fs::write(&p, &data).unwrap();
+                    assert_eq!(fs::read(&p).unwrap(), data);
+                    if i % 3 == 0 {
+                        fs::rename(&p, dir.join(format!("t{t}-r{i}"))).unwrap();
+                    } else {
+                        fs::remove_file(&p).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(fs::read_dir(&dir).unwrap().count(), 8 * 67);
+}
