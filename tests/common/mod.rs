@@ -16,6 +16,23 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_tmpfsd")
 }
 
+/// A copy of the binary that any user can run, whatever the permissions
+/// of the directories above the build tree (a checkout under /root, say).
+pub fn bin_for_anyone() -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    static COPY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    COPY.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("tmpfsd-test-bin.{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let copy = dir.join("tmpfsd");
+        std::fs::copy(bin(), &copy).unwrap();
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+        copy
+    })
+    .clone()
+}
+
 /// A tmpfsd mount in a fresh temporary directory, served by a foreground
 /// `tmpfsd` child. Dropping it unmounts (lazily, so that a failed test's
 /// open files cannot keep it), waits for the daemon, and removes the
@@ -40,7 +57,7 @@ impl MountGuard {
             .tempdir()
             .expect("temp dir");
         let path = dir.path().canonicalize().unwrap();
-        let mut cmd = Command::new(bin());
+        let mut cmd = Command::new(user.map_or_else(|| PathBuf::from(bin()), |_| bin_for_anyone()));
         cmd.arg("mount").arg(&path).arg("--foreground");
         if !opts.is_empty() {
             cmd.arg("-o").arg(opts);

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on a fresh machine: installs what the tests
+# need (fuse3, pjdfstest, fsx), checks formatting and lints, runs the unit
+# and mount tests, then pjdfstest and fsx against real tmpfsd mounts.
+# Run it as root (pjdfstest switches users; the unprivileged-mount test
+# creates an ordinary user). Ends with one line: "suites: N passed, M failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+
+passed=0
+failed=0
+failures=()
+run() {
+    local name=$1
+    shift
+    echo "==> $name"
+    if "$@"; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+        failures+=("$name")
+        echo "==> $name FAILED"
+    fi
+}
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "scripts/test.sh must run as root (pjdfstest and the unprivileged-mount test need it)" >&2
+    exit 2
+fi
+
+bash tests/scripts/install-tools.sh || { echo "installing the test tools failed" >&2; exit 1; }
+export PATH="$repo/target/tools/bin:$PATH"
+
+run "cargo fmt" cargo fmt --all -- --check
+run "cargo clippy" cargo clippy --all-targets --locked -- -D warnings
+run "cargo test" cargo test --workspace --locked
+run "cargo doc" env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --document-private-items --locked --quiet
+bin="$repo/target/debug/tmpfsd"
+
+# A mount for one external suite; always unmounted, by path.
+with_mount() {
+    local opts=$1
+    shift
+    local dir
+    dir=$(mktemp -d /tmp/tmpfsd-suite.XXXXXX)
+    chmod 0755 "$dir"
+    if ! "$bin" mount "$dir" -o "$opts"; then
+        rmdir "$dir"
+        return 1
+    fi
+    local rc=0
+    "$@" "$dir" || rc=$?
+    "$bin" unmount --lazy "$dir" || rc=1
+    rmdir "$dir" 2>/dev/null || true
+    return $rc
+}
+
+run "pjdfstest" with_mount "allow_other,mode=0755" bash tests/scripts/pjdfstest.sh
+run "fsx" with_mount "size=2g" bash tests/scripts/fsx.sh
+
+# A test process that was killed (not failed) cannot run its guards: make
+# sure no mount of ours outlives the run, and say so if one was found.
+for m in $(awk '$5 ~ "^/tmp/tmpfsd-(test|suite)\\." {print $5}' /proc/self/mountinfo); do
+    echo "leftover test mount $m: unmounting" >&2
+    umount -l "$m" || true
+    failed=$((failed + 1))
+    failures+=("leftover mount $m")
+done
+
+echo
+if [ "$failed" -ne 0 ]; then
+    echo "failed: ${failures[*]}"
+fi
+echo "suites: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
