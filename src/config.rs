@@ -5,10 +5,16 @@
 //!
 //! | option | default |
 //! |---|---|
-//! | `size=` | 50% of physical RAM (as tmpfs); `0` means no limit |
+//! | `size=` | `max_ram` plus half the free space of the spill file system; `0` means no limit |
 //! | `nr_inodes=` | half the number of physical RAM pages (as tmpfs); `0` means no limit |
+//! | `max_ram=` | 25% of physical RAM |
+//! | `spool=` | a quarter of `max_ram`, between 1 MiB and 256 MiB, at most `size=` |
+//! | `spill_dir=` | `/var/tmp`, else `$HOME/.cache`: the first that is not memory-backed |
 //! | `mode=` | `0700` |
 //! | `uid=`, `gid=` | the mounting user's |
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::error::ConfigError;
 
@@ -29,91 +35,222 @@ pub struct MountConfig {
     pub nonempty: bool,
     /// Let other users (and root) use the mount.
     pub allow_other: bool,
+    /// A file larger than this moves to the spill tier.
+    pub spool: u64,
+    /// RAM budget of the whole mount: above it, files are spilled.
+    pub max_ram: u64,
+    /// Where the private spill directory is made; `None` disables spilling.
+    pub spill_dir: Option<PathBuf>,
+    /// Accept a spill directory on tmpfs or ramfs (for tests).
+    pub allow_tmpfs_spill: bool,
+    /// Remove a file when its last handle closes.
+    pub delete_on_close: bool,
+    /// Remove files untouched for this long.
+    pub expire: Option<Duration>,
 }
 
-impl Default for MountConfig {
-    fn default() -> Self {
+/// Options as given, before the defaults that depend on each other.
+#[derive(Debug, Default)]
+struct Given {
+    size: Option<u64>,
+    spool: Option<u64>,
+    max_ram: Option<u64>,
+    spill_dir: Option<PathBuf>,
+}
+
+impl MountConfig {
+    /// Parses a comma-separated `-o` list and settles the defaults.
+    ///
+    /// # Errors
+    /// Names the first unknown option, bad value or contradiction.
+    pub fn parse(opts: &str) -> Result<Self, ConfigError> {
+        Self::from_options(&[opts])
+    }
+
+    /// Parses several `-o` lists (later options override earlier ones, as
+    /// with mount(8)) and settles the defaults.
+    ///
+    /// # Errors
+    /// Names the first unknown option, bad value or contradiction.
+    pub fn from_options<S: AsRef<str>>(lists: &[S]) -> Result<Self, ConfigError> {
         let ram = physical_ram();
+        let mut config = Self::ram_only(0, (ram / page_size() / 2).max(1024));
+        let mut given = Given::default();
+        for list in lists {
+            for opt in list.as_ref().split(',').map(str::trim).filter(|o| !o.is_empty()) {
+                config.apply_one(opt, &mut given)?;
+            }
+        }
+        config.max_ram = given.max_ram.unwrap_or(ram / 4);
+        config.spill_dir = Some(match given.spill_dir {
+            Some(d) => d,
+            None => default_spill_dir(config.allow_tmpfs_spill).ok_or_else(|| {
+                ConfigError::new(
+                    "spill_dir",
+                    "no disk-backed default (/var/tmp, $HOME/.cache) found; name one",
+                )
+            })?,
+        });
+        config.size = match given.size {
+            Some(size) => size,
+            None => {
+                let free = config.spill_dir.as_deref().map_or(0, free_space);
+                config.max_ram.saturating_add(free / 2)
+            }
+        };
+        // The default adapts to a small size=; only an explicit spool=
+        // above size= is a contradiction.
+        config.spool = given
+            .spool
+            .unwrap_or_else(|| (config.max_ram / 4).clamp(1 << 20, 256 << 20).min(config.size));
+        if config.spool > config.size {
+            return Err(ConfigError::new(
+                format!("spool={}", config.spool),
+                format!("is above size= ({} bytes): no file could ever spill", config.size),
+            ));
+        }
+        Ok(config)
+    }
+
+    /// A RAM-only configuration (no spill directory, no RAM budget) with
+    /// these limits: the in-process tests of the core use it.
+    #[must_use]
+    pub fn ram_only(size: u64, nr_inodes: u64) -> Self {
         Self {
-            size: ram / 2,
-            nr_inodes: (ram / page_size() / 2).max(1024),
+            size,
+            nr_inodes,
             mode: 0o700,
             uid: None,
             gid: None,
             nonempty: false,
             allow_other: false,
+            spool: u64::MAX,
+            max_ram: u64::MAX,
+            spill_dir: None,
+            allow_tmpfs_spill: false,
+            delete_on_close: false,
+            expire: None,
         }
     }
-}
 
-impl MountConfig {
-    /// Parses a comma-separated `-o` list on top of the defaults.
-    ///
-    /// # Errors
-    /// Names the first unknown option or bad value.
-    pub fn parse(opts: &str) -> Result<Self, ConfigError> {
-        let mut config = Self::default();
-        config.apply(opts)?;
-        Ok(config)
-    }
-
-    /// Applies a comma-separated `-o` list on top of this configuration.
-    /// Later options override earlier ones, as with mount(8).
-    ///
-    /// # Errors
-    /// Names the first unknown option or bad value.
-    pub fn apply(&mut self, opts: &str) -> Result<(), ConfigError> {
-        for opt in opts.split(',').map(str::trim).filter(|o| !o.is_empty()) {
-            self.apply_one(opt)?;
-        }
-        Ok(())
-    }
-
-    fn apply_one<'a>(&mut self, opt: &'a str) -> Result<(), ConfigError> {
+    fn apply_one(&mut self, opt: &str, given: &mut Given) -> Result<(), ConfigError> {
         let (key, value) = match opt.split_once('=') {
             Some((k, v)) => (k, Some(v)),
             None => (opt, None),
         };
-        let need = |v: Option<&'a str>| -> Result<&'a str, ConfigError> {
-            v.filter(|v| !v.is_empty())
+        let need = || -> Result<&str, ConfigError> {
+            value
+                .filter(|v| !v.is_empty())
                 .ok_or_else(|| ConfigError::new(opt, "needs a value"))
         };
-        let flag = |v: Option<&str>| match v {
+        let flag = || match value {
             None => Ok(()),
             Some(_) => Err(ConfigError::new(opt, "takes no value")),
         };
+        let size = |percent_ok: bool| parse_size(need()?, percent_ok).map_err(|r| ConfigError::new(opt, r));
+        let nonzero = |v: u64| {
+            if v == 0 {
+                Err(ConfigError::new(opt, "must be greater than zero"))
+            } else {
+                Ok(v)
+            }
+        };
         match key {
-            "size" => {
-                self.size = unlimited_if_zero(parse_size(need(value)?, true).map_err(|r| ConfigError::new(opt, r))?);
-            }
-            "nr_inodes" => {
-                self.nr_inodes =
-                    unlimited_if_zero(parse_size(need(value)?, false).map_err(|r| ConfigError::new(opt, r))?);
-            }
+            "size" => given.size = Some(unlimited_if_zero(size(true)?)),
+            "nr_inodes" => self.nr_inodes = unlimited_if_zero(size(false)?),
             "mode" => {
-                let v = need(value)?;
-                let mode = u32::from_str_radix(v, 8)
+                self.mode = u32::from_str_radix(need()?, 8)
                     .ok()
                     .filter(|m| *m <= 0o7777)
                     .ok_or_else(|| ConfigError::new(opt, "expected an octal mode such as 0700 or 1777"))?;
-                self.mode = mode;
             }
-            "uid" => self.uid = Some(parse_id(opt, need(value)?)?),
-            "gid" => self.gid = Some(parse_id(opt, need(value)?)?),
+            "uid" => self.uid = Some(parse_id(opt, need()?)?),
+            "gid" => self.gid = Some(parse_id(opt, need()?)?),
+            "spool" => given.spool = Some(nonzero(size(false)?)?),
+            "max_ram" => given.max_ram = Some(nonzero(size(true)?)?),
+            "spill_dir" => {
+                let dir = PathBuf::from(need()?);
+                if !dir.is_absolute() {
+                    return Err(ConfigError::new(opt, "must be an absolute path"));
+                }
+                given.spill_dir = Some(dir);
+            }
+            "expire" => {
+                let d = parse_duration(need()?).map_err(|r| ConfigError::new(opt, r))?;
+                if d.is_zero() {
+                    return Err(ConfigError::new(opt, "must be greater than zero"));
+                }
+                self.expire = Some(d);
+            }
             "nonempty" => {
-                flag(value)?;
+                flag()?;
                 self.nonempty = true;
             }
             "allow_other" => {
-                flag(value)?;
+                flag()?;
                 self.allow_other = true;
             }
+            "allow_tmpfs_spill" => {
+                flag()?;
+                self.allow_tmpfs_spill = true;
+            }
+            "delete_on_close" => {
+                flag()?;
+                self.delete_on_close = true;
+            }
+            "encrypt_spill" => return Err(ConfigError::new(opt, "is not implemented yet")),
             // Accepted for fstab compatibility: these are always in force.
-            "rw" | "nosuid" | "nodev" | "default_permissions" => flag(value)?,
+            "rw" | "nosuid" | "nodev" | "default_permissions" => flag()?,
             _ => return Err(ConfigError::new(opt, "unknown option")),
         }
         Ok(())
     }
+}
+
+/// Parses `30s`, `10m`, `2h`, `7d` or a number of seconds.
+///
+/// # Errors
+/// A human-readable reason.
+pub fn parse_duration(v: &str) -> Result<Duration, String> {
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (digits, unit) = v.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{v}' is not a duration (expected e.g. 90s, 10m, 2h, 7d)"))?;
+    let mult = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(format!("'{v}' has an unknown unit '{unit}' (use s, m, h, d)")),
+    };
+    n.checked_mul(mult)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("'{v}' is too long"))
+}
+
+/// The first of /var/tmp and $HOME/.cache that exists and is not memory-backed.
+fn default_spill_dir(allow_memory_fs: bool) -> Option<PathBuf> {
+    let home_cache = std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache"));
+    [Some(PathBuf::from("/var/tmp")), home_cache]
+        .into_iter()
+        .flatten()
+        .find(|d| d.is_dir() && (allow_memory_fs || !crate::storage::spill::is_memory_fs(d)))
+}
+
+/// Bytes available to unprivileged users on the file system of `dir`.
+fn free_space(dir: &Path) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return 0;
+    };
+    // SAFETY: zeroed is a valid statvfs; c is NUL-terminated.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return 0;
+    }
+    #[allow(clippy::useless_conversion)] // widths differ by platform
+    u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize))
 }
 
 fn unlimited_if_zero(v: u64) -> u64 {
@@ -213,6 +350,11 @@ mod tests {
         assert_eq!((c.uid, c.gid), (Some(5), Some(6)));
         assert!(c.allow_other);
         assert_eq!(MountConfig::parse("size=0").unwrap().size, u64::MAX);
+        let c = MountConfig::parse("spool=64k,max_ram=10%,expire=2h,delete_on_close,spill_dir=/var/tmp").unwrap();
+        assert_eq!(c.spool, 64 << 10);
+        assert_eq!(c.max_ram, physical_ram() / 100 * 10);
+        assert_eq!(c.expire, Some(Duration::from_secs(7200)));
+        assert!(c.delete_on_close);
         for bad in [
             "bogus",
             "size=",
@@ -222,9 +364,28 @@ mod tests {
             "uid=x",
             "nonempty=1",
             "size",
+            "spool=0",
+            "max_ram=0",
+            "expire=0",
+            "expire=5y",
+            "spool=10%",
+            "spill_dir=relative",
+            "encrypt_spill",
         ] {
             let err = MountConfig::parse(bad).unwrap_err();
             assert!(err.to_string().contains(bad), "{err}");
         }
+        let err = MountConfig::parse("size=1m,spool=2m").unwrap_err();
+        assert!(err.to_string().contains("above size="), "{err}");
+        assert_eq!(MountConfig::parse("size=100k").unwrap().spool, 100 << 10);
+    }
+
+    #[test]
+    fn defaults_are_consistent() {
+        let c = MountConfig::parse("").unwrap();
+        assert!(c.spool <= c.max_ram && c.max_ram <= c.size);
+        assert!(c.spill_dir.is_some());
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86400)));
     }
 }

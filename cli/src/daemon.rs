@@ -81,6 +81,9 @@ pub(crate) fn detach(serve: impl FnOnce(&mut Ready) -> Result<(), CliError>) -> 
             std::process::exit(code);
         }
         _child => {
+            // What `serve` owns (the spill directory, say) now belongs to
+            // the child: the parent must not run its destructors.
+            std::mem::forget(serve);
             drop(tx);
             let mut msg = String::new();
             let _ = File::from(rx).read_to_string(&mut msg);

@@ -27,6 +27,7 @@
 mod dir;
 pub mod ids;
 mod node;
+mod tiering;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -41,11 +42,14 @@ use parking_lot::{Mutex, RwLock};
 use crate::config::MountConfig;
 use crate::error::{FsError, FsResult};
 use crate::storage::budget::{Budget, NoSpace};
-use crate::storage::{FileData, Tier};
+use crate::storage::spill::SpillDir;
+use crate::storage::{FileData, StorageError, Tier};
 use dir::{Dir, FIRST_COOKIE};
 pub use ids::{Caller, Generation, HandleId, NodeId};
 pub use node::Kind;
 use node::{saturating_dec, Body, Meta, Node};
+use tiering::{is_stats_xattr, Tiers};
+pub use tiering::{Background, STATS_XATTR};
 
 /// Longest name in a directory, in bytes.
 pub const NAME_MAX: usize = 255;
@@ -235,10 +239,28 @@ struct Handle {
 }
 
 /// Counters for `status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Stats {
-    /// Bytes held (file data plus xattrs).
+    /// Bytes held (file data plus xattrs), RAM and spill.
     pub bytes: u64,
+    /// Bytes held in RAM.
+    pub ram_bytes: u64,
+    /// Bytes held in spill files.
+    pub spilled_bytes: u64,
+    /// Highest RAM use seen.
+    pub ram_high_water: u64,
+    /// RAM budget (`u64::MAX` when spilling is off).
+    pub max_ram: u64,
+    /// Spool threshold (`u64::MAX` when spilling is off).
+    pub spool: u64,
+    /// Regular files whose bytes are in RAM.
+    pub files_ram: u64,
+    /// Regular files whose bytes are spilled.
+    pub files_spilled: u64,
+    /// Moves from RAM to the spill tier.
+    pub spills: u64,
+    /// Moves back from the spill tier to RAM.
+    pub returns: u64,
     /// Byte limit (`u64::MAX` when unlimited).
     pub byte_limit: u64,
     /// Highest byte use seen.
@@ -262,6 +284,7 @@ pub struct Fs {
     next_handle: AtomicU64,
     budget: Budget,
     rename_lock: Mutex<()>,
+    tiers: Tiers,
     #[cfg(feature = "fault-injection")]
     panic_name: Option<std::ffi::OsString>,
 }
@@ -272,6 +295,14 @@ fn now() -> SystemTime {
 
 fn no_space(_: NoSpace) -> FsError {
     FsError::NoSpace
+}
+
+fn storage(e: StorageError) -> FsError {
+    match e {
+        StorageError::NoSpace => FsError::NoSpace,
+        StorageError::TooBig => FsError::FileTooBig,
+        StorageError::Io => FsError::Io,
+    }
 }
 
 /// Checks a name for a new directory entry.
@@ -296,10 +327,19 @@ fn check_range(off: u64, len: u64) -> FsResult<u64> {
 }
 
 impl Fs {
-    /// A new, empty file system whose root belongs to `owner` unless the
-    /// configuration names `uid=`/`gid=`.
+    /// A new, empty, RAM-only file system whose root belongs to `owner`
+    /// unless the configuration names `uid=`/`gid=`.
     #[must_use]
     pub fn new(config: &MountConfig, owner: Caller) -> Self {
+        Self::with_spill_dir(config, owner, None)
+    }
+
+    /// A new, empty file system that spills into `spill` (made by the caller
+    /// from `config.spill_dir`, so that its errors reach the user at mount
+    /// time). Without one, every byte stays in RAM.
+    #[must_use]
+    pub fn with_spill_dir(config: &MountConfig, owner: Caller, spill: Option<SpillDir>) -> Self {
+        let spilling = spill.is_some();
         let fs = Self {
             nodes: DashMap::new(),
             handles: DashMap::new(),
@@ -307,6 +347,13 @@ impl Fs {
             next_handle: AtomicU64::new(1),
             budget: Budget::new(config.size, config.nr_inodes),
             rename_lock: Mutex::new(()),
+            tiers: Tiers::new(
+                spill,
+                if spilling { config.spool } else { u64::MAX },
+                if spilling { config.max_ram } else { u64::MAX },
+                config.delete_on_close,
+                config.expire,
+            ),
             #[cfg(feature = "fault-injection")]
             panic_name: std::env::var_os("TMPFSD_FAULT_PANIC_NAME"),
         };
@@ -333,6 +380,9 @@ impl Fs {
             parent: AtomicU64::new(NodeId::ROOT.0),
             size: AtomicU64::new(40),
             allocated: AtomicU64::new(0),
+            spilled: std::sync::atomic::AtomicBool::new(false),
+            name_hint: parking_lot::Mutex::new(None),
+            touched: AtomicU64::new(tiering::now_secs()),
         };
         // The root always counts as one inode, even past a tiny limit.
         let _ = fs.budget.reserve_inode();
@@ -379,7 +429,7 @@ impl Fs {
             data.write().release(&self.budget);
         }
         let mut meta = node.meta.lock();
-        self.budget.release_bytes(meta.xattr_bytes);
+        self.budget.release_ram(meta.xattr_bytes);
         meta.xattr_bytes = 0;
         meta.xattrs.clear();
     }
@@ -461,6 +511,7 @@ impl Fs {
     /// EISDIR/EINVAL for a size on a non-file, EFBIG past the largest size.
     pub fn setattr(&self, _caller: Caller, ino: NodeId, set: SetAttr) -> FsResult<Attr> {
         let node = self.node(ino)?;
+        node.touch();
         let t = now();
         let mut size_changed = false;
         if let Some(size) = set.size {
@@ -473,7 +524,11 @@ impl Fs {
                 return Err(FsError::FileTooBig);
             }
             let mut d = data.write();
-            d.set_len(size, &self.budget);
+            let before = d.len();
+            d.set_len(size, &self.budget).map_err(storage)?;
+            if size < before {
+                self.after_shrink(&node, &mut d);
+            }
             node.publish(&d);
             size_changed = true;
         }
@@ -590,6 +645,9 @@ impl Fs {
             parent: AtomicU64::new(parent.0),
             size: AtomicU64::new(size),
             allocated: AtomicU64::new(0),
+            spilled: std::sync::atomic::AtomicBool::new(false),
+            name_hint: parking_lot::Mutex::new(Some((parent, Arc::from(name)))),
+            touched: AtomicU64::new(tiering::now_secs()),
         });
         self.nodes.insert(id, Arc::clone(&node));
         d.insert(name, id, kind);
@@ -717,6 +775,7 @@ impl Fs {
             m.nlink += 1;
             m.ctime = t;
         }
+        node.set_name_hint(parent, name);
         d.insert(name, node.id, node.kind);
         p.publish_dir(&d);
         p.meta.lock().touch_modified(t);
@@ -733,10 +792,18 @@ impl Fs {
     /// ENOENT, ENOTDIR, EISDIR.
     pub fn unlink(&self, _caller: Caller, parent: NodeId, name: &OsStr) -> FsResult<()> {
         self.fault_point(name);
+        self.unlink_checked(parent, name, None)
+    }
+
+    /// unlink, only if `name` still names `expect` (when given).
+    fn unlink_checked(&self, parent: NodeId, name: &OsStr, expect: Option<NodeId>) -> FsResult<()> {
         let p = self.node(parent)?;
         let dir = p.dir().ok_or(FsError::NotDir)?;
         let mut d = dir.write();
         let slot = d.get(name).ok_or(FsError::NotFound)?;
+        if expect.is_some_and(|id| id != slot.id) {
+            return Err(FsError::NotFound);
+        }
         if slot.kind == Kind::Dir {
             return Err(FsError::IsDir);
         }
@@ -901,6 +968,8 @@ impl Fs {
             }
             dirs.src().replace(name, dst.id, dst.kind);
             dirs.dst().replace(newname, src.id, src.kind);
+            src.set_name_hint(np.id, newname);
+            dst.set_name_hint(op.id, name);
             if cross {
                 let src_dir = i32::from(src.kind == Kind::Dir);
                 let dst_dir = i32::from(dst.kind == Kind::Dir);
@@ -962,6 +1031,7 @@ impl Fs {
         }
         dirs.src().remove(name);
         dirs.dst().insert(newname, src.id, src.kind);
+        src.set_name_hint(np.id, newname);
         if cross && src.kind == Kind::Dir {
             src.parent.store(np.id.0, Ordering::Release);
             adjust_nlink(op, -1);
@@ -979,6 +1049,7 @@ impl Fs {
 
     fn open_node(&self, node: &Arc<Node>, flags: i32) -> HandleId {
         node.opens.fetch_add(1, Ordering::AcqRel);
+        node.touch();
         let fh = HandleId(self.next_handle.fetch_add(1, Ordering::Relaxed));
         self.handles.insert(
             fh,
@@ -1021,6 +1092,7 @@ impl Fs {
     pub fn release(&self, fh: HandleId) -> FsResult<()> {
         let (_, h) = self.handles.remove(&fh).ok_or(FsError::BadHandle)?;
         if saturating_dec(&h.node.opens, 1) == 0 {
+            self.closed(&h.node);
             self.maybe_evict(&h.node);
         }
         Ok(())
@@ -1046,9 +1118,10 @@ impl Fs {
         let len = d.len();
         let n = len.saturating_sub(off).min(u64::from(size));
         let mut buf = vec![0u8; usize::try_from(n).map_err(|_| FsError::Invalid)?];
-        let got = d.read_at(off, &mut buf);
+        let got = d.read_at(off, &mut buf).map_err(storage)?;
         buf.truncate(got);
         drop(d);
+        h.node.touch();
         self.touch_atime(&h.node);
         Ok(buf)
     }
@@ -1077,9 +1150,14 @@ impl Fs {
         let mut d = file.write();
         let off = if h.append { d.len() } else { off };
         check_range(off, data.len() as u64)?;
-        d.write_at(off, data, &self.budget).map_err(no_space)?;
+        self.spool_before_growth(&h.node, &mut d, data.len() as u64);
+        d.write_at(off, data, &self.budget).map_err(storage)?;
+        if d.tier() == Tier::Ram {
+            self.after_ram_growth(&h.node, &mut d);
+        }
         h.node.publish(&d);
         drop(d);
+        h.node.touch();
         h.node.meta.lock().touch_modified(now());
         u32::try_from(data.len()).map_err(|_| FsError::Invalid)
     }
@@ -1205,8 +1283,29 @@ impl Fs {
     /// Current counters.
     #[must_use]
     pub fn stats(&self) -> Stats {
+        let (mut files_ram, mut files_spilled) = (0, 0);
+        for r in &self.nodes {
+            if r.value().kind == Kind::File {
+                if r.value().spilled.load(Ordering::Relaxed) {
+                    files_spilled += 1;
+                } else {
+                    files_ram += 1;
+                }
+            }
+        }
+        let bytes = self.budget.bytes();
+        let ram_bytes = self.budget.ram().min(bytes);
         Stats {
-            bytes: self.budget.bytes(),
+            bytes,
+            ram_bytes,
+            spilled_bytes: bytes - ram_bytes,
+            ram_high_water: self.budget.ram_high_water(),
+            max_ram: self.tiers.max_ram,
+            spool: self.tiers.spool,
+            files_ram,
+            files_spilled,
+            spills: self.tiers.spills.load(Ordering::Relaxed),
+            returns: self.tiers.returns.load(Ordering::Relaxed),
             byte_limit: self.budget.byte_limit(),
             bytes_high_water: self.budget.bytes_high_water(),
             inodes: self.budget.inodes(),
@@ -1259,6 +1358,9 @@ impl Fs {
     /// # Errors
     /// EEXIST, ENODATA, E2BIG, ERANGE, EPERM, EOPNOTSUPP, ENOSPC.
     pub fn setxattr(&self, caller: Caller, ino: NodeId, name: &OsStr, value: &[u8], flags: i32) -> FsResult<()> {
+        if is_stats_xattr(ino, name) {
+            return Err(FsError::NotPermitted);
+        }
         let node = self.node(ino)?;
         let name = name.as_bytes();
         Self::check_xattr_name(caller, &node, name, true)?;
@@ -1280,9 +1382,9 @@ impl Fs {
             return Err(FsError::NoSpace);
         }
         if new > old {
-            self.budget.reserve_bytes(new - old).map_err(no_space)?;
+            self.budget.reserve_ram(new - old).map_err(no_space)?;
         } else {
-            self.budget.release_bytes(old - new);
+            self.budget.release_ram(old - new);
         }
         m.xattr_bytes = total;
         m.xattrs.insert(name.into(), value.into());
@@ -1295,6 +1397,9 @@ impl Fs {
     /// # Errors
     /// ENODATA, ERANGE, EOPNOTSUPP.
     pub fn getxattr(&self, caller: Caller, ino: NodeId, name: &OsStr) -> FsResult<Vec<u8>> {
+        if is_stats_xattr(ino, name) {
+            return serde_json::to_vec(&self.stats()).map_err(|_| FsError::Io);
+        }
         let node = self.node(ino)?;
         let name = name.as_bytes();
         Self::check_xattr_name(caller, &node, name, false)?;
@@ -1326,6 +1431,9 @@ impl Fs {
     /// # Errors
     /// ENODATA, EPERM, EOPNOTSUPP.
     pub fn removexattr(&self, caller: Caller, ino: NodeId, name: &OsStr) -> FsResult<()> {
+        if is_stats_xattr(ino, name) {
+            return Err(FsError::NotPermitted);
+        }
         let node = self.node(ino)?;
         let name = name.as_bytes();
         Self::check_xattr_name(caller, &node, name, true)?;
@@ -1333,7 +1441,7 @@ impl Fs {
         let v = m.xattrs.remove(name).ok_or(FsError::NoAttr)?;
         let freed = (name.len() + v.len()) as u64;
         m.xattr_bytes -= freed;
-        self.budget.release_bytes(freed);
+        self.budget.release_ram(freed);
         m.ctime = now();
         Ok(())
     }
@@ -1385,10 +1493,16 @@ impl Fs {
         let file = h.node.file().ok_or(FsError::Io)?;
         let mut d = file.write();
         let before = d.len();
+        if mode != Fallocate::PunchHole {
+            self.spool_before_growth(&h.node, &mut d, len);
+        }
         match mode {
-            Fallocate::Allocate => d.allocate(off, len, false, &self.budget).map_err(no_space)?,
-            Fallocate::KeepSize => d.allocate(off, len, true, &self.budget).map_err(no_space)?,
-            Fallocate::PunchHole => d.punch_hole(off, len, &self.budget),
+            Fallocate::Allocate => d.allocate(off, len, false, &self.budget).map_err(storage)?,
+            Fallocate::KeepSize => d.allocate(off, len, true, &self.budget).map_err(storage)?,
+            Fallocate::PunchHole => d.punch_hole(off, len, &self.budget).map_err(storage)?,
+        }
+        if d.tier() == Tier::Ram {
+            self.after_ram_growth(&h.node, &mut d);
         }
         h.node.publish(&d);
         let changed = mode == Fallocate::PunchHole || d.len() != before;
@@ -1446,19 +1560,23 @@ impl Fs {
         while done < len {
             let want = usize::try_from((len - done).min(buf.len() as u64)).unwrap_or(buf.len());
             // One data lock at a time: never two, so no order is needed.
-            let got = src.read().read_at(off_in + done, &mut buf[..want]);
+            let got = src.read().read_at(off_in + done, &mut buf[..want]).map_err(storage)?;
             if got == 0 {
                 break;
             }
             let mut d = dst.write();
+            self.spool_before_growth(&hout.node, &mut d, got as u64);
             let wrote = d.write_at(off_out + done, &buf[..got], &self.budget);
+            if d.tier() == Tier::Ram {
+                self.after_ram_growth(&hout.node, &mut d);
+            }
             hout.node.publish(&d);
             drop(d);
             if let Err(e) = wrote {
                 // A short copy is reported as such; only a copy that moved
                 // nothing fails.
                 if done == 0 {
-                    return Err(no_space(e));
+                    return Err(storage(e));
                 }
                 break;
             }

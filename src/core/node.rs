@@ -9,7 +9,9 @@
 //! is made again under the table's shard lock so that it is final.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::ffi::OsStr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use parking_lot::{Mutex, RwLock};
@@ -121,6 +123,16 @@ pub(crate) struct Node {
     /// (under its lock) so that getattr needs no body lock.
     pub(crate) size: AtomicU64,
     pub(crate) allocated: AtomicU64,
+    /// Files only: whether the bytes are in the spill tier (published
+    /// with the size, so the spiller can pick victims without locking).
+    pub(crate) spilled: AtomicBool,
+    /// The last name given to the node (directory and name), for removing
+    /// it on last close (`delete_on_close`) or expiry. A hint: checked
+    /// against the directory before use.
+    pub(crate) name_hint: parking_lot::Mutex<Option<(NodeId, Arc<OsStr>)>>,
+    /// Seconds since the epoch of the last open, read, write or change:
+    /// how cold the node is, and when `expire=` may remove it.
+    pub(crate) touched: AtomicU64,
 }
 
 impl Node {
@@ -146,6 +158,16 @@ impl Node {
     pub(crate) fn publish(&self, data: &FileData) {
         self.size.store(data.len(), Ordering::Release);
         self.allocated.store(data.allocated(), Ordering::Release);
+        self.spilled
+            .store(data.tier() == crate::storage::Tier::Spill, Ordering::Release);
+    }
+
+    pub(crate) fn touch(&self) {
+        self.touched.store(super::tiering::now_secs(), Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_name_hint(&self, parent: NodeId, name: &OsStr) {
+        *self.name_hint.lock() = Some((parent, Arc::from(name)));
     }
 
     /// Publishes a directory's size after a change to its entries (tmpfs

@@ -18,6 +18,9 @@ pub struct Budget {
     inodes: AtomicU64,
     bytes_high_water: AtomicU64,
     enospc: AtomicU64,
+    /// The part of `bytes` held in memory (the rest is spilled).
+    ram: AtomicU64,
+    ram_high_water: AtomicU64,
 }
 
 impl Budget {
@@ -31,7 +34,48 @@ impl Budget {
             inodes: AtomicU64::new(0),
             bytes_high_water: AtomicU64::new(0),
             enospc: AtomicU64::new(0),
+            ram: AtomicU64::new(0),
+            ram_high_water: AtomicU64::new(0),
         }
+    }
+
+    /// Reserves `n` bytes of memory: counted in the total and in RAM.
+    ///
+    /// # Errors
+    /// [`NoSpace`] when the byte limit would be passed.
+    pub fn reserve_ram(&self, n: u64) -> Result<(), NoSpace> {
+        self.reserve_bytes(n)?;
+        self.add_ram(n);
+        Ok(())
+    }
+
+    /// Records `n` bytes of memory allocated without a reservation.
+    pub fn force_ram(&self, n: u64) {
+        self.force_bytes(n);
+        self.add_ram(n);
+    }
+
+    /// Gives back `n` bytes of memory.
+    pub fn release_ram(&self, n: u64) {
+        self.release_bytes(n);
+        saturating_sub(&self.ram, n);
+    }
+
+    fn add_ram(&self, n: u64) {
+        let new = self.ram.fetch_add(n, Ordering::Relaxed) + n;
+        self.ram_high_water.fetch_max(new, Ordering::Relaxed);
+    }
+
+    /// Bytes held in memory.
+    #[must_use]
+    pub fn ram(&self) -> u64 {
+        self.ram.load(Ordering::Relaxed)
+    }
+
+    /// Highest memory use seen.
+    #[must_use]
+    pub fn ram_high_water(&self) -> u64 {
+        self.ram_high_water.load(Ordering::Relaxed)
     }
 
     /// Reserves `n` bytes, or fails with nothing reserved.

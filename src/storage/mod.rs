@@ -1,15 +1,19 @@
 //! A file's bytes, and the budget that bounds them.
 //!
 //! [`FileData`] is the one interface the core uses for file contents. It is
-//! an explicit tier state: today every file is [`FileData::Ram`]; the spill
-//! tier adds a second variant behind the same methods, so nothing outside
-//! `storage` ever sees a chunk or a map.
+//! an explicit tier state, [`FileData::Ram`] or [`FileData::Spill`], behind
+//! the same methods; nothing outside `storage` sees a chunk or a map. Moving
+//! between tiers ([`FileData::spill`], [`FileData::unspill`]) copies the
+//! bytes while the caller holds the file's data lock, so readers and writers
+//! of that file see the same contents before, during and after the move.
 
 pub mod budget;
 pub mod ram;
+pub mod spill;
 
 use budget::{Budget, NoSpace};
-use ram::RamFile;
+use ram::{RamFile, CHUNK_SIZE};
+use spill::{SpillDir, SpillError, SpillFile};
 
 /// Which tier holds a file's bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -17,13 +21,47 @@ use ram::RamFile;
 pub enum Tier {
     /// Sparse chunks in memory.
     Ram,
+    /// An unlinked disk file, through a memory map.
+    Spill,
 }
+
+/// Why a storage operation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageError {
+    /// A limit or the spill disk is full; nothing was changed.
+    NoSpace,
+    /// Past the largest file the spill file system holds; nothing changed.
+    TooBig,
+    /// The file's spill storage failed; it answers EIO from now on.
+    Io,
+}
+
+impl From<NoSpace> for StorageError {
+    fn from(_: NoSpace) -> Self {
+        Self::NoSpace
+    }
+}
+
+impl From<SpillError> for StorageError {
+    fn from(e: SpillError) -> Self {
+        match e {
+            SpillError::NoSpace => Self::NoSpace,
+            SpillError::TooBig => Self::TooBig,
+            SpillError::Failed => Self::Io,
+        }
+    }
+}
+
+/// Result of a storage operation.
+pub type StorageResult<T> = Result<T, StorageError>;
 
 /// The contents of one regular file.
 #[derive(Debug)]
 pub enum FileData {
     /// Held in memory.
     Ram(RamFile),
+    /// Held in a spill file.
+    Spill(SpillFile),
 }
 
 impl Default for FileData {
@@ -38,6 +76,7 @@ impl FileData {
     pub fn tier(&self) -> Tier {
         match self {
             Self::Ram(_) => Tier::Ram,
+            Self::Spill(_) => Tier::Spill,
         }
     }
 
@@ -46,6 +85,7 @@ impl FileData {
     pub fn len(&self) -> u64 {
         match self {
             Self::Ram(f) => f.len(),
+            Self::Spill(f) => f.len(),
         }
     }
 
@@ -60,47 +100,68 @@ impl FileData {
     pub fn allocated(&self) -> u64 {
         match self {
             Self::Ram(f) => f.allocated(),
+            Self::Spill(f) => f.allocated(),
         }
     }
 
     /// Reads at `off` into `buf`; returns the count (short at end of file).
-    pub fn read_at(&self, off: u64, buf: &mut [u8]) -> usize {
+    ///
+    /// # Errors
+    /// [`StorageError::Io`] for a failed spill file.
+    pub fn read_at(&self, off: u64, buf: &mut [u8]) -> StorageResult<usize> {
         match self {
-            Self::Ram(f) => f.read_at(off, buf),
+            Self::Ram(f) => Ok(f.read_at(off, buf)),
+            Self::Spill(f) => Ok(f.read_at(off, buf)?),
         }
     }
 
     /// Writes `data` at `off`.
     ///
     /// # Errors
-    /// [`NoSpace`] with nothing changed.
-    pub fn write_at(&mut self, off: u64, data: &[u8], budget: &Budget) -> Result<(), NoSpace> {
+    /// [`StorageError::NoSpace`] with nothing changed, or [`StorageError::Io`].
+    pub fn write_at(&mut self, off: u64, data: &[u8], budget: &Budget) -> StorageResult<()> {
         match self {
-            Self::Ram(f) => f.write_at(off, data, budget),
+            Self::Ram(f) => Ok(f.write_at(off, data, budget)?),
+            Self::Spill(f) => Ok(f.write_at(off, data, budget)?),
         }
     }
 
     /// Truncates or extends.
-    pub fn set_len(&mut self, len: u64, budget: &Budget) {
+    ///
+    /// # Errors
+    /// [`StorageError::Io`] for a failed spill file.
+    pub fn set_len(&mut self, len: u64, budget: &Budget) -> StorageResult<()> {
         match self {
-            Self::Ram(f) => f.set_len(len, budget),
+            Self::Ram(f) => {
+                f.set_len(len, budget);
+                Ok(())
+            }
+            Self::Spill(f) => Ok(f.set_len(len, budget)?),
         }
     }
 
     /// fallocate mode 0 (`keep_size == false`) or KEEP_SIZE.
     ///
     /// # Errors
-    /// [`NoSpace`] with nothing changed.
-    pub fn allocate(&mut self, off: u64, len: u64, keep_size: bool, budget: &Budget) -> Result<(), NoSpace> {
+    /// [`StorageError::NoSpace`] with nothing changed, or [`StorageError::Io`].
+    pub fn allocate(&mut self, off: u64, len: u64, keep_size: bool, budget: &Budget) -> StorageResult<()> {
         match self {
-            Self::Ram(f) => f.allocate(off, len, keep_size, budget),
+            Self::Ram(f) => Ok(f.allocate(off, len, keep_size, budget)?),
+            Self::Spill(f) => Ok(f.allocate(off, len, keep_size, budget)?),
         }
     }
 
     /// FALLOC_FL_PUNCH_HOLE.
-    pub fn punch_hole(&mut self, off: u64, len: u64, budget: &Budget) {
+    ///
+    /// # Errors
+    /// [`StorageError::Io`] for a failed spill file.
+    pub fn punch_hole(&mut self, off: u64, len: u64, budget: &Budget) -> StorageResult<()> {
         match self {
-            Self::Ram(f) => f.punch_hole(off, len, budget),
+            Self::Ram(f) => {
+                f.punch_hole(off, len, budget);
+                Ok(())
+            }
+            Self::Spill(f) => Ok(f.punch_hole(off, len, budget)?),
         }
     }
 
@@ -109,6 +170,7 @@ impl FileData {
     pub fn seek_data(&self, off: u64) -> Option<u64> {
         match self {
             Self::Ram(f) => f.seek_data(off),
+            Self::Spill(f) => f.seek_data(off),
         }
     }
 
@@ -117,6 +179,7 @@ impl FileData {
     pub fn seek_hole(&self, off: u64) -> Option<u64> {
         match self {
             Self::Ram(f) => f.seek_hole(off),
+            Self::Spill(f) => f.seek_hole(off),
         }
     }
 
@@ -124,6 +187,76 @@ impl FileData {
     pub fn release(&mut self, budget: &Budget) {
         match self {
             Self::Ram(f) => f.release(budget),
+            Self::Spill(f) => f.release(budget),
         }
+    }
+
+    /// Moves the bytes to a new spill file in `dir`; does nothing if they
+    /// are spilled already. On failure the file stays in RAM, unchanged.
+    ///
+    /// # Errors
+    /// [`StorageError::NoSpace`] (size limit or spill disk full), or
+    /// [`StorageError::Io`] when the spill file cannot be made.
+    pub fn spill(&mut self, dir: &SpillDir, budget: &Budget) -> StorageResult<()> {
+        let Self::Ram(ram) = self else {
+            return Ok(());
+        };
+        let mut file = SpillFile::create(dir).map_err(|e| {
+            tracing::error!("cannot create a spill file in {}: {e}", dir.path().display());
+            if e.raw_os_error() == Some(libc::ENOSPC) {
+                StorageError::NoSpace
+            } else {
+                StorageError::Io
+            }
+        })?;
+        let copied = ram
+            .pieces()
+            .try_for_each(|(off, bytes)| file.write_at(off, bytes, budget))
+            .and_then(|()| file.set_len(ram.len(), budget));
+        if let Err(e) = copied {
+            file.release(budget);
+            return Err(e.into());
+        }
+        ram.release(budget);
+        *self = Self::Spill(file);
+        Ok(())
+    }
+
+    /// Moves the bytes back into memory; does nothing if they are there
+    /// already. On failure the file stays spilled, unchanged.
+    ///
+    /// # Errors
+    /// [`StorageError::NoSpace`] when memory cannot be reserved, or
+    /// [`StorageError::Io`] for a failed spill file.
+    pub fn unspill(&mut self, budget: &Budget) -> StorageResult<()> {
+        let Self::Spill(file) = self else {
+            return Ok(());
+        };
+        let mut ram = RamFile::new();
+        let mut buf = vec![0u8; CHUNK_SIZE];
+        let mut off = 0;
+        let len = file.len();
+        let result = (|| {
+            while off < len {
+                let n = file.read_at(off, &mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                // Holes stay holes.
+                if buf[..n].iter().any(|b| *b != 0) {
+                    ram.write_at(off, &buf[..n], budget)?;
+                }
+                off += n as u64;
+            }
+            ram.set_len(len, budget);
+            Ok::<(), StorageError>(())
+        })();
+        if let Err(e) = result {
+            ram.release(budget);
+            return Err(e);
+        }
+        file.release(budget);
+        *self = Self::Ram(ram);
+        Ok(())
     }
 }

@@ -115,7 +115,7 @@ impl RamFile {
             extra += (grown_capacity(cap, to) - cap) as u64;
             let _ = from;
         });
-        budget.reserve_bytes(extra)?;
+        budget.reserve_ram(extra)?;
         self.allocated += extra;
         let mut done = 0usize;
         let mut spans = Vec::with_capacity(2);
@@ -170,7 +170,7 @@ impl RamFile {
             let gone = self.chunks.split_off(&first_gone);
             let freed: u64 = gone.values().map(|c| c.capacity() as u64).sum();
             self.allocated -= freed;
-            budget.release_bytes(freed);
+            budget.release_ram(freed);
             if len % CHUNK != 0 {
                 let idx = len / CHUNK;
                 let keep = (len % CHUNK) as usize;
@@ -199,7 +199,7 @@ impl RamFile {
                 let freed = chunk.capacity() as u64;
                 self.chunks.remove(&idx);
                 self.allocated -= freed;
-                budget.release_bytes(freed);
+                budget.release_ram(freed);
             } else if to >= chunk.len() {
                 chunk.truncate(from.min(chunk.len()));
             } else if from < chunk.len() {
@@ -220,7 +220,7 @@ impl RamFile {
             let cap = self.chunks.get(&idx).map_or(0, Vec::capacity);
             extra += (to.max(cap) - cap) as u64;
         });
-        budget.reserve_bytes(extra)?;
+        budget.reserve_ram(extra)?;
         let mut spans = Vec::new();
         self.for_each_span(off, end, |idx, _, to| spans.push((idx, to)));
         for (idx, to) in spans {
@@ -290,9 +290,14 @@ impl RamFile {
         }
     }
 
+    /// The stored pieces: (file offset, bytes), in order; holes are absent.
+    pub fn pieces(&self) -> impl Iterator<Item = (u64, &[u8])> + '_ {
+        self.chunks.iter().map(|(idx, c)| (idx * CHUNK, c.as_slice()))
+    }
+
     /// Gives all memory back to the budget and empties the file.
     pub fn release(&mut self, budget: &Budget) {
-        budget.release_bytes(self.allocated);
+        budget.release_ram(self.allocated);
         self.chunks.clear();
         self.allocated = 0;
         self.len = 0;
@@ -302,10 +307,10 @@ impl RamFile {
 /// Charges a few bytes of allocator rounding that were not reserved up
 /// front. It may overshoot the limit by less than a chunk, never fail.
 fn budget_force(budget: &Budget, n: u64) {
-    if budget.reserve_bytes(n).is_err() {
+    if budget.reserve_ram(n).is_err() {
         // Over the limit by allocator rounding only; record it anyway so
         // that the release later balances.
-        budget.force_bytes(n);
+        budget.force_ram(n);
     }
 }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
 use tmpfsd::adapters::fuse;
+use tmpfsd::storage::spill::SpillDir;
 use tmpfsd::{sys, Caller, Fs, MountConfig};
 
 use crate::daemon::{self, Ready};
@@ -18,18 +19,20 @@ pub(crate) fn run(
     log_level: &str,
     log_file: Option<&Path>,
 ) -> Result<(), CliError> {
-    let mut config = MountConfig::default();
-    for o in options {
-        config.apply(o).map_err(usage)?;
-    }
+    let config = MountConfig::from_options(options).map_err(usage)?;
     let dir = check_mount_point(dir, config.nonempty)?;
+    // Made before detaching, so that a bad spill_dir is reported at once.
+    let spill = match &config.spill_dir {
+        Some(d) => Some(SpillDir::create(d, config.allow_tmpfs_spill).map_err(|e| anyhow!(e))?),
+        None => None,
+    };
     if foreground {
         logging::init(log_level, log_file)?;
-        serve(&dir, &config, None)
+        serve(&dir, &config, spill, None)
     } else {
         daemon::detach(|ready| {
             logging::init(log_level, log_file)?;
-            serve(&dir, &config, Some(ready))
+            serve(&dir, &config, spill, Some(ready))
         })
     }
 }
@@ -93,7 +96,20 @@ fn block_signals() -> libc::sigset_t {
     }
 }
 
-fn serve(dir: &Path, config: &MountConfig, ready: Option<&mut Ready>) -> Result<(), CliError> {
+/// Spilled files hold a descriptor each: use all the descriptors the hard
+/// limit allows.
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+fn serve(dir: &Path, config: &MountConfig, spill: Option<SpillDir>, ready: Option<&mut Ready>) -> Result<(), CliError> {
     // SAFETY: geteuid/getegid have no preconditions.
     let owner = unsafe {
         Caller {
@@ -103,8 +119,10 @@ fn serve(dir: &Path, config: &MountConfig, ready: Option<&mut Ready>) -> Result<
         }
     };
     let signals = block_signals();
-    let fs = Arc::new(Fs::new(config, owner));
-    let session = fuse::mount(fs, dir, config).map_err(|e| mount_error(dir, config, &e))?;
+    raise_fd_limit();
+    let fs = Arc::new(Fs::with_spill_dir(config, owner, spill));
+    let background = fs.start_background().context("cannot start the background threads")?;
+    let session = fuse::mount(Arc::clone(&fs), dir, config).map_err(|e| mount_error(dir, config, &e))?;
     let worker = std::thread::Builder::new()
         .name("tmpfsd-session".into())
         .spawn(move || session.run())
@@ -124,7 +142,12 @@ fn serve(dir: &Path, config: &MountConfig, ready: Option<&mut Ready>) -> Result<
         .name("tmpfsd-signals".into())
         .spawn(move || wait_for_signal(&signals, &mount_point))
         .context("cannot start the signal thread")?;
-    match worker.join() {
+    let ended = worker.join();
+    // Every byte is freed and the spill directory removed here, before the
+    // process exits.
+    background.stop();
+    drop(fs);
+    match ended {
         Ok(Ok(())) => {
             tracing::info!(dir = %dir.display(), "unmounted");
             Ok(())

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context};
 use serde::Serialize;
+use tmpfsd::core::{Stats, STATS_XATTR};
 use tmpfsd::sys;
 
 use crate::CliError;
@@ -20,6 +21,9 @@ struct MountStatus {
     free_bytes: u64,
     files: u64,
     inode_limit: u64,
+    /// The daemon's own counters (RAM and spill tiers), when it answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    counters: Option<Stats>,
 }
 
 fn statvfs(path: &Path) -> std::io::Result<libc::statvfs> {
@@ -45,6 +49,7 @@ fn status_of(m: &sys::MountEntry) -> MountStatus {
         free_bytes: 0,
         files: 0,
         inode_limit: 0,
+        counters: None,
     };
     if let Ok(st) = statvfs(&m.mount_point) {
         let frsize = u64::from(st.f_frsize);
@@ -54,8 +59,21 @@ fn status_of(m: &sys::MountEntry) -> MountStatus {
         s.used_bytes = s.size_bytes.saturating_sub(s.free_bytes);
         s.inode_limit = u64::from(st.f_files);
         s.files = u64::from(st.f_files).saturating_sub(u64::from(st.f_ffree));
+        s.counters = read_counters(&m.mount_point);
     }
     s
+}
+
+/// The daemon's counters, read from the root's virtual xattr.
+fn read_counters(mount: &Path) -> Option<Stats> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(mount.as_os_str().as_bytes()).ok()?;
+    let name = std::ffi::CString::new(STATS_XATTR).ok()?;
+    let mut buf = vec![0u8; 64 << 10];
+    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
+    let n = unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    let n = usize::try_from(n).ok()?;
+    serde_json::from_slice(&buf[..n]).ok()
 }
 
 fn human(n: u64) -> String {
@@ -100,18 +118,24 @@ pub(crate) fn run(dir: Option<&Path>, json: bool) -> Result<(), CliError> {
         return Ok(());
     }
     println!(
-        "{:<40} {:>6} {:>9} {:>9} {:>9} {:>9}",
-        "MOUNT", "STATE", "SIZE", "USED", "FREE", "FILES"
+        "{:<32} {:>5} {:>8} {:>8} {:>8} {:>7} {:>8} {:>8} {:>8} {:>7}",
+        "MOUNT", "STATE", "SIZE", "USED", "FREE", "FILES", "RAM", "MAX_RAM", "SPILLED", "SPILLS"
     );
     for s in &list {
+        let c = s.counters.as_ref();
+        let opt = |f: fn(&Stats) -> u64| c.map_or_else(|| "-".to_string(), |c| human(f(c)));
         println!(
-            "{:<40} {:>6} {:>9} {:>9} {:>9} {:>9}",
+            "{:<32} {:>5} {:>8} {:>8} {:>8} {:>7} {:>8} {:>8} {:>8} {:>7}",
             s.mount_point.display(),
             s.state,
             human(s.size_bytes),
             human(s.used_bytes),
             human(s.free_bytes),
-            s.files
+            s.files,
+            opt(|c| c.ram_bytes),
+            opt(|c| c.max_ram),
+            opt(|c| c.spilled_bytes),
+            c.map_or_else(|| "-".to_string(), |c| c.spills.to_string()),
         );
     }
     Ok(())

@@ -1,0 +1,292 @@
+//! Tier policy and the background work of a mount.
+//!
+//! - A regular file that would hold more than `spool=` bytes moves to the
+//!   spill tier before the write that makes it that large (so those bytes
+//!   never touch RAM). What counts is the bytes held, not the logical size:
+//!   a sparse file with a few bytes at 1 TiB costs nothing and stays. A
+//!   spilled file truncated to a quarter of `spool=` or less comes back (the
+//!   gap is the hysteresis that keeps a file near the threshold from
+//!   bouncing).
+//! - When the mount's RAM use passes `max_ram=`, a background worker spills
+//!   files, largest and coldest first, until use is under a low-water mark
+//!   (90% of the budget). Requests never wait for another file's spill: the
+//!   worker only takes data locks it can get at once. A writer far over the
+//!   budget (125%) spills its own file, which it already holds, so memory
+//!   stays bounded even when one writer outruns the worker.
+//! - `delete_on_close` removes a file at its last close; `expire=` removes
+//!   files nobody has touched for that long, never an open one.
+
+use std::ffi::OsStr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parking_lot::{Condvar, Mutex};
+
+use super::node::Node;
+use super::{Fs, Kind, NodeId};
+use crate::storage::spill::SpillDir;
+use crate::storage::{FileData, StorageError, Tier};
+
+/// Files smaller than this are not worth a spill file (and a descriptor).
+const MIN_VICTIM: u64 = 64 << 10;
+/// A writer's own file is spilled inline only when at least this large.
+const MIN_INLINE_VICTIM: u64 = 1 << 20;
+
+/// Tier settings and counters of one mount.
+#[derive(Debug)]
+pub(crate) struct Tiers {
+    pub(crate) dir: Option<SpillDir>,
+    pub(crate) spool: u64,
+    pub(crate) max_ram: u64,
+    pub(crate) delete_on_close: bool,
+    pub(crate) expire: Option<Duration>,
+    pub(crate) spills: AtomicU64,
+    pub(crate) returns: AtomicU64,
+    wake: Mutex<bool>,
+    cond: Condvar,
+    shutdown: AtomicBool,
+}
+
+impl Tiers {
+    pub(crate) fn new(
+        dir: Option<SpillDir>,
+        spool: u64,
+        max_ram: u64,
+        delete_on_close: bool,
+        expire: Option<Duration>,
+    ) -> Self {
+        Self {
+            dir,
+            spool,
+            max_ram,
+            delete_on_close,
+            expire,
+            spills: AtomicU64::new(0),
+            returns: AtomicU64::new(0),
+            wake: Mutex::new(false),
+            cond: Condvar::new(),
+            shutdown: AtomicBool::new(false),
+        }
+    }
+
+    fn notify(&self) {
+        *self.wake.lock() = true;
+        self.cond.notify_one();
+    }
+
+    /// Waits for a notification or the timeout; false once shut down.
+    fn wait(&self, timeout: Duration) -> bool {
+        let mut woken = self.wake.lock();
+        if !*woken {
+            self.cond.wait_for(&mut woken, timeout);
+        }
+        *woken = false;
+        !self.shutdown.load(Ordering::Acquire)
+    }
+}
+
+/// Seconds since the epoch, for "last touched" stamps.
+pub(crate) fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The background threads of a mount; [`Background::stop`] ends them.
+#[derive(Debug)]
+pub struct Background {
+    fs: Weak<Fs>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Background {
+    /// Stops the threads and waits for them.
+    pub fn stop(self) {
+        if let Some(fs) = self.fs.upgrade() {
+            fs.tiers.shutdown.store(true, Ordering::Release);
+            fs.tiers.notify();
+        }
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Fs {
+    /// Starts the spiller (when spilling is on) and the expiry sweeper
+    /// (with `expire=`). They hold only a weak reference to the file system.
+    ///
+    /// # Errors
+    /// A thread could not be started.
+    pub fn start_background(self: &Arc<Self>) -> std::io::Result<Background> {
+        let mut threads = Vec::new();
+        if self.tiers.dir.is_some() {
+            let weak = Arc::downgrade(self);
+            threads.push(
+                std::thread::Builder::new()
+                    .name("tmpfsd-spill".into())
+                    .spawn(move || loop {
+                        let Some(fs) = weak.upgrade() else { return };
+                        if !fs.tiers.wait(Duration::from_secs(1)) {
+                            return;
+                        }
+                        fs.relieve_pressure();
+                    })?,
+            );
+        }
+        if let Some(expire) = self.tiers.expire {
+            let weak = Arc::downgrade(self);
+            let period = (expire / 4).clamp(Duration::from_millis(200), Duration::from_secs(60));
+            threads.push(
+                std::thread::Builder::new()
+                    .name("tmpfsd-expire".into())
+                    .spawn(move || loop {
+                        let Some(fs) = weak.upgrade() else { return };
+                        if !fs.tiers.wait(period) {
+                            return;
+                        }
+                        fs.expire_sweep(expire);
+                    })?,
+            );
+        }
+        Ok(Background {
+            fs: Arc::downgrade(self),
+            threads,
+        })
+    }
+
+    /// Before up to `grow` more bytes land in `data`: spill it first when it
+    /// would then hold more than the spool threshold. A failed spill (spill
+    /// disk full) leaves the file in RAM, where the write may still fit.
+    pub(crate) fn spool_before_growth(&self, node: &Node, data: &mut FileData, grow: u64) {
+        if data.tier() == Tier::Ram && data.allocated().saturating_add(grow) > self.tiers.spool {
+            self.spill_locked(node, data);
+        }
+    }
+
+    /// After `data` grew in RAM: wake the spiller over budget, and spill
+    /// this file now when far over it.
+    pub(crate) fn after_ram_growth(&self, node: &Node, data: &mut FileData) {
+        let ram = self.budget.ram();
+        if ram <= self.tiers.max_ram || self.tiers.dir.is_none() {
+            return;
+        }
+        self.tiers.notify();
+        let hard = self.tiers.max_ram.saturating_add(self.tiers.max_ram / 4);
+        if ram > hard && data.tier() == Tier::Ram && data.allocated() >= MIN_INLINE_VICTIM {
+            self.spill_locked(node, data);
+        }
+    }
+
+    /// After `data` shrank: back to RAM when far below the threshold.
+    pub(crate) fn after_shrink(&self, node: &Node, data: &mut FileData) {
+        if data.tier() == Tier::Spill && data.len() <= self.tiers.spool / 4 {
+            match data.unspill(&self.budget) {
+                Ok(()) => {
+                    self.tiers.returns.fetch_add(1, Ordering::Relaxed);
+                    node.publish(data);
+                }
+                Err(e) => tracing::debug!(ino = node.id.0, "file stays spilled: {e:?}"),
+            }
+        }
+    }
+
+    /// Spills a file whose data lock the caller holds.
+    fn spill_locked(&self, node: &Node, data: &mut FileData) -> bool {
+        let Some(dir) = &self.tiers.dir else { return false };
+        match data.spill(dir, &self.budget) {
+            Ok(()) => {
+                self.tiers.spills.fetch_add(1, Ordering::Relaxed);
+                node.publish(data);
+                true
+            }
+            Err(StorageError::NoSpace) => {
+                tracing::debug!(ino = node.id.0, "no room to spill; the file stays in RAM");
+                false
+            }
+            Err(StorageError::Io | StorageError::TooBig) => false,
+        }
+    }
+
+    /// Spills files, largest and coldest first, until RAM use is under the
+    /// low-water mark. Skips files whose data lock is busy.
+    pub(crate) fn relieve_pressure(&self) {
+        let max = self.tiers.max_ram;
+        if self.budget.ram() <= max {
+            return;
+        }
+        let low = max - max / 10;
+        let now = now_secs();
+        let mut victims: Vec<(u128, Arc<Node>)> = self
+            .nodes
+            .iter()
+            .filter_map(|r| {
+                let n = r.value();
+                let held = n.allocated.load(Ordering::Acquire);
+                (n.kind == Kind::File && !n.spilled.load(Ordering::Acquire) && held >= MIN_VICTIM).then(|| {
+                    let age = now.saturating_sub(n.touched.load(Ordering::Relaxed));
+                    (u128::from(held) * u128::from(age + 1), Arc::clone(n))
+                })
+            })
+            .collect();
+        victims.sort_unstable_by_key(|v| std::cmp::Reverse(v.0));
+        for (_, node) in victims {
+            if self.budget.ram() <= low {
+                break;
+            }
+            let Some(data) = node.file() else { continue };
+            let Some(mut d) = data.try_write() else { continue };
+            self.spill_locked(&node, &mut d);
+        }
+        if self.budget.ram() > max {
+            tracing::debug!(
+                ram = self.budget.ram(),
+                max,
+                "RAM still over budget after a spill round"
+            );
+        }
+    }
+
+    /// Removes files untouched for `expire`, never an open one.
+    pub(crate) fn expire_sweep(&self, expire: Duration) {
+        let cutoff = now_secs().saturating_sub(expire.as_secs());
+        let old: Vec<Arc<Node>> = self
+            .nodes
+            .iter()
+            .filter(|r| {
+                let n = r.value();
+                n.kind != Kind::Dir
+                    && n.opens.load(Ordering::Acquire) == 0
+                    && n.touched.load(Ordering::Relaxed) < cutoff
+            })
+            .map(|r| Arc::clone(r.value()))
+            .collect();
+        for node in old {
+            if node.opens.load(Ordering::Acquire) == 0 && self.remove_by_hint(&node) {
+                tracing::debug!(ino = node.id.0, "expired");
+            }
+        }
+    }
+
+    /// Removes the node's last known name, if it still names the node.
+    pub(crate) fn remove_by_hint(&self, node: &Node) -> bool {
+        let hint = node.name_hint.lock().clone();
+        let Some((parent, name)) = hint else { return false };
+        self.unlink_checked(parent, &name, Some(node.id)).is_ok()
+    }
+
+    /// `delete_on_close`: called when a file's last handle closed.
+    pub(crate) fn closed(&self, node: &Node) {
+        if self.tiers.delete_on_close && node.kind == Kind::File && node.meta.lock().nlink > 0 {
+            self.remove_by_hint(node);
+        }
+    }
+}
+
+/// The xattr on the root directory that reads as the mount's counters in
+/// JSON (for `tmpfsd status`); it is not listed and cannot be set.
+pub const STATS_XATTR: &str = "user.tmpfsd.stats";
+
+pub(crate) fn is_stats_xattr(ino: NodeId, name: &OsStr) -> bool {
+    ino == NodeId::ROOT && name == STATS_XATTR
+}

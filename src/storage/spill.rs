@@ -1,0 +1,580 @@
+//! The spill tier: a file's bytes in an unlinked disk file, read and
+//! written through a memory map.
+//!
+//! # Nothing left behind
+//! Spill files live in a private directory (mode 0700) that the mount
+//! creates under `spill_dir=` and removes at unmount. Each file is made with
+//! `O_TMPFILE` (or created and unlinked at once where the file system lacks
+//! it), so it never has a name: when the daemon exits, however it exits, the
+//! kernel frees the blocks.
+//!
+//! # No SIGBUS
+//! A store into a shared map over a hole needs a disk block; on a full disk
+//! the kernel can only answer with SIGBUS. So every write first reserves its
+//! range with `fallocate`, which fails cleanly with ENOSPC, and the disk
+//! file's size is never below the logical size, so no access lands past its
+//! end. Reservations of a growing file come in steps proportional to its
+//! size (1 MiB to 64 MiB), so sequential writes rarely need the syscall.
+//!
+//! # Bounded memory
+//! Resident pages of a shared file map count towards the daemon's RSS. Each
+//! access drops the pages it touched with `MADV_DONTNEED` when it is done,
+//! which leaves their contents in the page cache and the file: however much
+//! is spilled, and across however many files, the maps add at most the
+//! requests in flight to the daemon's RSS. The next access to those pages
+//! costs a minor fault, small next to a FUSE round trip.
+//!
+//! # Failures stick
+//! After an I/O error other than ENOSPC, the file answers EIO from then on
+//! and the error is logged once: it never serves half-correct data.
+
+use std::ffi::CString;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use memmap2::{MmapMut, MmapOptions, UncheckedAdvice};
+
+use super::budget::Budget;
+
+/// The map covers offsets below this; I/O past it uses pread/pwrite (a
+/// sparse file written near 2^62 cannot be mapped).
+const MAP_LIMIT: u64 = 1 << 44;
+const MIN_STEP: u64 = 1 << 20;
+const MAX_STEP: u64 = 64 << 20;
+const PAGE: u64 = 4096;
+
+/// Why a spill operation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpillError {
+    /// The size limit or the spill disk is full; nothing was changed.
+    NoSpace,
+    /// Past the largest file the spill file system holds; nothing changed.
+    TooBig,
+    /// The file failed earlier or now; it answers EIO from now on.
+    Failed,
+}
+
+/// File-system magic numbers of memory-backed file systems, which make no
+/// sense as a spill directory.
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+const RAMFS_MAGIC: i64 = 0x8584_58f6_u32 as i64;
+
+/// The private directory that holds a mount's spill files.
+#[derive(Debug)]
+pub struct SpillDir {
+    path: PathBuf,
+}
+
+impl SpillDir {
+    /// Creates a private (0700) directory under `parent`. Refuses a parent
+    /// on tmpfs or ramfs unless `allow_memory_fs`: spilling from RAM into
+    /// RAM frees nothing.
+    ///
+    /// # Errors
+    /// A message naming the problem: missing or unwritable parent, or a
+    /// memory-backed one.
+    pub fn create(parent: &Path, allow_memory_fs: bool) -> Result<Self, String> {
+        let meta = std::fs::metadata(parent).map_err(|e| format!("spill_dir {}: {e}", parent.display()))?;
+        if !meta.is_dir() {
+            return Err(format!("spill_dir {} is not a directory", parent.display()));
+        }
+        if !allow_memory_fs && is_memory_fs(parent) {
+            return Err(format!(
+                "spill_dir {} is on a memory-backed file system (tmpfs or ramfs); spilling there frees no RAM",
+                parent.display()
+            ));
+        }
+        remove_stale(parent);
+        // SAFETY: getuid/getpid have no preconditions.
+        let (uid, pid) = unsafe { (libc::getuid(), libc::getpid()) };
+        for attempt in 0..100u32 {
+            let path = parent.join(format!("tmpfsd-spill-{uid}-{pid}-{attempt}"));
+            match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+                Ok(()) => return Ok(Self { path }),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    return Err(format!(
+                        "spill_dir {}: cannot create a directory in it: {e}",
+                        parent.display()
+                    ))
+                }
+            }
+        }
+        Err(format!("spill_dir {}: no free directory name", parent.display()))
+    }
+
+    /// The directory's path.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A new, nameless, empty file in the directory.
+    ///
+    /// # Errors
+    /// The file could not be created.
+    pub fn new_file(&self) -> io::Result<File> {
+        #[cfg(target_os = "linux")]
+        {
+            match OpenOptions::new()
+                .read(true)
+                .write(true)
+                .mode(0o600)
+                .custom_flags(libc::O_TMPFILE | libc::O_EXCL | libc::O_CLOEXEC)
+                .open(&self.path)
+            {
+                Ok(f) => return Ok(f),
+                // Not supported by this file system: fall back below.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR | libc::ENOENT)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        loop {
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let p = self.path.join(format!("s{n}"));
+            match OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(&p)
+            {
+                Ok(f) => {
+                    std::fs::remove_file(&p)?;
+                    return Ok(f);
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Drop for SpillDir {
+    fn drop(&mut self) {
+        // Every file in it is nameless: the directory is empty.
+        if let Err(e) = std::fs::remove_dir(&self.path) {
+            tracing::warn!("cannot remove spill directory {}: {e}", self.path.display());
+        }
+    }
+}
+
+/// Removes empty spill directories of daemons that no longer run (a daemon
+/// killed with SIGKILL cannot remove its own; its files are already gone).
+fn remove_stale(parent: &Path) {
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&format!("tmpfsd-spill-{uid}-")))
+        else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        // SAFETY: signal 0 only checks whether the process exists.
+        let alive =
+            unsafe { libc::kill(pid, 0) } == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        if !alive {
+            let _ = std::fs::remove_dir(e.path());
+        }
+    }
+}
+
+/// Whether `path` is on tmpfs or ramfs.
+#[must_use]
+pub fn is_memory_fs(path: &Path) -> bool {
+    matches!(statfs_magic(path), Ok(TMPFS_MAGIC | RAMFS_MAGIC))
+}
+
+fn statfs_magic(path: &Path) -> io::Result<i64> {
+    let c = CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: zeroed is a valid statfs; c is NUL-terminated.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    #[allow(clippy::unnecessary_cast)]
+    Ok(st.f_type as i64)
+}
+
+fn fallocate(file: &File, mode: i32, off: u64, len: u64) -> io::Result<()> {
+    let (Ok(off), Ok(len)) = (i64::try_from(off), i64::try_from(len)) else {
+        return Err(io::Error::from_raw_os_error(libc::EFBIG));
+    };
+    loop {
+        // SAFETY: fallocate on a descriptor we own.
+        if unsafe { libc::fallocate(file.as_raw_fd(), mode, off, len) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// One spilled file.
+pub struct SpillFile {
+    file: File,
+    map: Option<MmapMut>,
+    /// Logical size.
+    len: u64,
+    /// The disk file's size: never below `len`.
+    disk_len: u64,
+    /// Every block below this offset is reserved on disk.
+    reserved: u64,
+    /// Bytes charged to the budget (the disk file's allocated blocks).
+    charged: u64,
+    failed: AtomicBool,
+}
+
+impl std::fmt::Debug for SpillFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpillFile")
+            .field("len", &self.len)
+            .field("reserved", &self.reserved)
+            .field("charged", &self.charged)
+            .field("failed", &self.failed.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl SpillFile {
+    /// An empty spilled file in `dir`.
+    ///
+    /// # Errors
+    /// The file could not be created.
+    pub fn create(dir: &SpillDir) -> io::Result<Self> {
+        Ok(Self {
+            file: dir.new_file()?,
+            map: None,
+            len: 0,
+            disk_len: 0,
+            reserved: 0,
+            charged: 0,
+            failed: AtomicBool::new(false),
+        })
+    }
+
+    /// Logical size.
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the file is empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Disk bytes held, charged to the budget.
+    #[must_use]
+    pub fn allocated(&self) -> u64 {
+        self.charged
+    }
+
+    /// Whether an earlier I/O error poisoned the file.
+    #[must_use]
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    fn fail(&self, what: &str, e: &io::Error) -> SpillError {
+        if !self.failed.swap(true, Ordering::Relaxed) {
+            tracing::error!("spill file {what} failed: {e}; the file answers EIO from now on");
+        }
+        SpillError::Failed
+    }
+
+    fn check(&self) -> Result<(), SpillError> {
+        if self.failed() {
+            Err(SpillError::Failed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Re-reads the disk allocation and settles the budget to it.
+    fn settle(&mut self, budget: &Budget) -> Result<(), SpillError> {
+        let blocks = match self.file.metadata() {
+            Ok(m) => m.blocks() * 512,
+            Err(e) => return Err(self.fail("fstat", &e)),
+        };
+        if blocks > self.charged {
+            budget.force_bytes(blocks - self.charged);
+        } else {
+            budget.release_bytes(self.charged - blocks);
+        }
+        self.charged = blocks;
+        Ok(())
+    }
+
+    /// Reserves disk blocks for `[off, end)` (and grows the disk file to
+    /// cover it), charging the budget first.
+    fn reserve(&mut self, off: u64, end: u64, budget: &Budget) -> Result<(), SpillError> {
+        if end <= self.reserved {
+            return Ok(());
+        }
+        let (from, to) = if off <= self.reserved {
+            // Growing the reserved prefix: in proportional steps.
+            let step = (end / 4).clamp(MIN_STEP, MAX_STEP);
+            (self.reserved, end.div_ceil(step) * step)
+        } else {
+            // A write past a hole: reserve just its pages.
+            (off / PAGE * PAGE, end.div_ceil(PAGE) * PAGE)
+        };
+        // Upper bound first, so that the limit is never passed; settled to
+        // the real allocation below.
+        if budget.reserve_bytes(to - from).is_err() {
+            return Err(SpillError::NoSpace);
+        }
+        let r = fallocate(&self.file, 0, from, to - from);
+        budget.release_bytes(to - from);
+        match r {
+            Ok(()) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT | libc::EFBIG)) => {
+                // Nothing written yet; give back what a partial
+                // reservation may have taken.
+                let too_big = e.raw_os_error() == Some(libc::EFBIG);
+                if !too_big {
+                    let punch = libc::FALLOC_FL_KEEP_SIZE | libc::FALLOC_FL_PUNCH_HOLE;
+                    let _ = fallocate(&self.file, punch, from, to - from);
+                }
+                if self.disk_len < to {
+                    let _ = self.file.set_len(self.disk_len);
+                }
+                self.settle(budget)?;
+                return Err(if too_big {
+                    SpillError::TooBig
+                } else {
+                    SpillError::NoSpace
+                });
+            }
+            Err(e) => return Err(self.fail("fallocate", &e)),
+        }
+        self.disk_len = self.disk_len.max(to);
+        if off <= self.reserved {
+            self.reserved = to;
+        }
+        self.settle(budget)
+    }
+
+    /// Makes sure the map covers `[0, end)` when `end` is within MAP_LIMIT.
+    fn map_to(&mut self, end: u64) -> Result<Option<&mut MmapMut>, SpillError> {
+        if end > MAP_LIMIT {
+            return Ok(None);
+        }
+        let have = self.map.as_ref().map_or(0, |m| m.len() as u64);
+        if have < end {
+            // Grow in large steps: remapping is a syscall and a TLB flush.
+            let want = end.next_power_of_two().clamp(64 << 20, MAP_LIMIT);
+            self.map = None;
+            // SAFETY: the file is private to this process (nameless, in a
+            // 0700 directory), so nobody else truncates it under the map;
+            // offsets are only accessed below the disk size (kept >= the
+            // logical size) and only after their blocks were reserved.
+            match unsafe { MmapOptions::new().len(want as usize).map_mut(&self.file) } {
+                Ok(m) => self.map = Some(m),
+                Err(e) => return Err(self.fail("mmap", &e)),
+            }
+        }
+        Ok(self.map.as_mut())
+    }
+
+    /// Drops the map's pages in `[off, end)` from this process (they stay
+    /// in the page cache and the file).
+    fn drop_pages(&self, off: u64, end: u64) {
+        if let Some(m) = &self.map {
+            let start = off / PAGE * PAGE;
+            let stop = end.div_ceil(PAGE) * PAGE;
+            let stop = stop.min(m.len() as u64);
+            if start < stop {
+                // SAFETY: a shared file mapping: dropping its pages loses
+                // nothing, and no slice of the map outlives the call that
+                // made it (a concurrent reader re-faults transparently).
+                let _ = unsafe {
+                    m.unchecked_advise_range(UncheckedAdvice::DontNeed, start as usize, (stop - start) as usize)
+                };
+            }
+        }
+    }
+
+    /// Copies bytes at `off` into `buf` up to the end of the file. Shared:
+    /// readers of one file run in parallel. Ranges the map does not cover
+    /// (a hole made by extending the size, or past MAP_LIMIT) use pread.
+    ///
+    /// # Errors
+    /// [`SpillError::Failed`] for a poisoned file or a read error.
+    pub fn read_at(&self, off: u64, buf: &mut [u8]) -> Result<usize, SpillError> {
+        self.check()?;
+        if off >= self.len {
+            return Ok(0);
+        }
+        let n = usize::try_from((self.len - off).min(buf.len() as u64)).unwrap_or(buf.len());
+        let end = off + n as u64;
+        match &self.map {
+            Some(map) if end <= map.len() as u64 => {
+                buf[..n].copy_from_slice(&map[off as usize..end as usize]);
+                self.drop_pages(off, end);
+            }
+            _ => {
+                if let Err(e) = self.file.read_exact_at(&mut buf[..n], off) {
+                    return Err(self.fail("read", &e));
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Writes `data` at `off`, reserving disk space first.
+    ///
+    /// # Errors
+    /// [`SpillError::NoSpace`] with nothing changed; [`SpillError::Failed`].
+    pub fn write_at(&mut self, off: u64, data: &[u8], budget: &Budget) -> Result<(), SpillError> {
+        self.check()?;
+        if data.is_empty() {
+            return Ok(());
+        }
+        let end = off + data.len() as u64;
+        self.reserve(off, end, budget)?;
+        match self.map_to(end)? {
+            Some(map) => {
+                map[off as usize..end as usize].copy_from_slice(data);
+                self.drop_pages(off, end);
+            }
+            None => {
+                if let Err(e) = self.file.write_all_at(data, off) {
+                    return Err(self.fail("write", &e));
+                }
+            }
+        }
+        self.len = self.len.max(end);
+        Ok(())
+    }
+
+    /// Truncates or extends (extending leaves a hole: no blocks).
+    ///
+    /// # Errors
+    /// [`SpillError::Failed`].
+    pub fn set_len(&mut self, len: u64, budget: &Budget) -> Result<(), SpillError> {
+        self.check()?;
+        if len < self.disk_len {
+            // Drop the map first: pages past the new end must not stay mapped.
+            if len < self.map.as_ref().map_or(0, |m| m.len() as u64) {
+                self.map = None;
+            }
+            if let Err(e) = self.file.set_len(len) {
+                return Err(self.fail("truncate", &e));
+            }
+            self.disk_len = len;
+            self.reserved = self.reserved.min(len / PAGE * PAGE);
+            self.settle(budget)?;
+        } else if len > self.disk_len {
+            if let Err(e) = self.file.set_len(len) {
+                if matches!(e.raw_os_error(), Some(libc::EFBIG | libc::EINVAL)) {
+                    return Err(SpillError::TooBig);
+                }
+                return Err(self.fail("extend", &e));
+            }
+            self.disk_len = len;
+        }
+        self.len = len;
+        Ok(())
+    }
+
+    /// FALLOC_FL_PUNCH_HOLE within the file.
+    ///
+    /// # Errors
+    /// [`SpillError::Failed`].
+    pub fn punch_hole(&mut self, off: u64, len: u64, budget: &Budget) -> Result<(), SpillError> {
+        self.check()?;
+        let end = off.saturating_add(len).min(self.len);
+        if off >= end {
+            return Ok(());
+        }
+        if let Err(e) = fallocate(
+            &self.file,
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            off,
+            end - off,
+        ) {
+            return Err(self.fail("punch hole", &e));
+        }
+        self.reserved = self.reserved.min(off / PAGE * PAGE);
+        self.settle(budget)
+    }
+
+    /// fallocate mode 0 or KEEP_SIZE.
+    ///
+    /// # Errors
+    /// [`SpillError::NoSpace`] with nothing changed; [`SpillError::Failed`].
+    pub fn allocate(&mut self, off: u64, len: u64, keep_size: bool, budget: &Budget) -> Result<(), SpillError> {
+        self.check()?;
+        let end = off.saturating_add(len);
+        if budget.reserve_bytes(len).is_err() {
+            return Err(SpillError::NoSpace);
+        }
+        let r = fallocate(&self.file, 0, off, len);
+        budget.release_bytes(len);
+        match r {
+            Ok(()) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) => return Err(SpillError::NoSpace),
+            Err(e) if e.raw_os_error() == Some(libc::EFBIG) => return Err(SpillError::TooBig),
+            Err(e) => return Err(self.fail("fallocate", &e)),
+        }
+        self.disk_len = self.disk_len.max(end);
+        if !keep_size {
+            self.len = self.len.max(end);
+        }
+        self.settle(budget)
+    }
+
+    fn seek(&self, off: u64, whence: i32) -> Option<u64> {
+        if off >= self.len {
+            return None;
+        }
+        // SAFETY: lseek on a descriptor we own; pread/pwrite ignore the position.
+        let r = unsafe { libc::lseek(self.file.as_raw_fd(), i64::try_from(off).ok()?, whence) };
+        u64::try_from(r).ok()
+    }
+
+    /// SEEK_DATA (reserved but unwritten blocks count as data).
+    #[must_use]
+    pub fn seek_data(&self, off: u64) -> Option<u64> {
+        self.seek(off, libc::SEEK_DATA).filter(|p| *p < self.len)
+    }
+
+    /// SEEK_HOLE; the end of the file counts as a hole.
+    #[must_use]
+    pub fn seek_hole(&self, off: u64) -> Option<u64> {
+        if off >= self.len {
+            return None;
+        }
+        Some(self.seek(off, libc::SEEK_HOLE).map_or(self.len, |p| p.min(self.len)))
+    }
+
+    /// Gives the disk space back to the budget; the file itself goes when
+    /// this value is dropped.
+    pub fn release(&mut self, budget: &Budget) {
+        budget.release_bytes(self.charged);
+        self.charged = 0;
+        self.map = None;
+        let _ = self.file.set_len(0);
+        self.len = 0;
+        self.disk_len = 0;
+        self.reserved = 0;
+    }
+}
