@@ -2,7 +2,7 @@
 //! [`crate::core::Fs`]. Each handler decodes its request, calls one core
 //! method and encodes the answer; nothing here owns file-system state.
 //!
-//! Every handler runs inside [`guarded`]: a panic is caught and logged, the
+//! Every handler runs inside `guarded`: a panic is caught and logged, the
 //! unsent reply answers EIO as it is dropped, and the worker thread lives on
 //! (fuser alone would lose the thread and end the session).
 
