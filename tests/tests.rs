@@ -7,4 +7,5 @@ mod common;
 mod cli;
 mod posix;
 mod robustness;
+mod spill;
 mod unprivileged;

@@ -115,6 +115,37 @@ impl MountGuard {
         self.child.as_ref().unwrap().id()
     }
 
+    /// Kills the daemon with SIGKILL and reaps it; the guard still unmounts
+    /// the dead mount and removes the directory when dropped.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// The daemon's counters, from `tmpfsd status --json`.
+    pub fn counters(&self) -> serde_json::Value {
+        let out = Command::new(bin())
+            .args(["status", "--json"])
+            .arg(&self.path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v[0]["counters"].clone()
+    }
+
+    /// A line of the daemon's /proc status, in kB (VmRSS, VmHWM).
+    pub fn proc_kb(&self, key: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+            .unwrap()
+    }
+
     /// Whether the daemon is still running.
     pub fn daemon_alive(&mut self) -> bool {
         self.child.as_mut().unwrap().try_wait().unwrap().is_none()
@@ -197,4 +228,81 @@ pub fn run_scenarios(label: &str, dir: &Path, scenarios: &[Scenario]) {
         }
     }
     assert!(failed.is_empty(), "[{label}] failed scenarios: {failed:?}");
+}
+
+/// A small ext4 file system on a loop device, made for a test and removed
+/// (unmounted, image deleted) when dropped.
+pub struct LoopFs {
+    image: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl LoopFs {
+    /// A fresh ext4 file system of `mib` MiB; its image lives on disk.
+    pub fn new(mib: u64) -> Self {
+        let image = tempfile::Builder::new()
+            .prefix("tmpfsd-test-img.")
+            .tempfile_in("/var/tmp")
+            .unwrap()
+            .into_temp_path()
+            .keep()
+            .unwrap();
+        let f = std::fs::OpenOptions::new().write(true).open(&image).unwrap();
+        f.set_len(mib << 20).unwrap();
+        drop(f);
+        let st = Command::new("mkfs.ext4")
+            .args(["-q", "-F"])
+            .arg(&image)
+            .status()
+            .expect("mkfs.ext4");
+        assert!(st.success(), "mkfs.ext4 failed");
+        let dir = tempfile::Builder::new().prefix("tmpfsd-test-loop.").tempdir().unwrap();
+        let st = Command::new("mount")
+            .arg("-o")
+            .arg("loop")
+            .arg(&image)
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(st.success(), "loop mount failed (needs root and loop devices)");
+        Self { image, dir }
+    }
+
+    /// The mounted file system.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Bytes in use on it (statvfs).
+    pub fn used(&self) -> u64 {
+        // SAFETY: zeroed is a valid statvfs; the path is NUL-terminated.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { libc::statvfs(cpath(self.path()).as_ptr(), &mut st) }, 0);
+        (st.f_blocks - st.f_bfree) * st.f_frsize
+    }
+
+    /// Unmounts and returns the raw image's bytes.
+    pub fn unmount_and_read_image(&mut self) -> Vec<u8> {
+        let st = Command::new("umount").arg(self.dir.path()).status().unwrap();
+        assert!(st.success());
+        std::fs::read(&self.image).unwrap()
+    }
+}
+
+impl Drop for LoopFs {
+    fn drop(&mut self) {
+        if sys::mount_at(self.dir.path()).ok().flatten().is_some() {
+            let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+        }
+        let _ = std::fs::remove_file(&self.image);
+    }
+}
+
+/// Polls `cond` until it holds or `secs` pass.
+pub fn eventually(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -1,0 +1,326 @@
+//! The spill tier through a real mount: tier changes are invisible to
+//! readers, writers and mmap; a full spill disk is ENOSPC for that writer
+//! only; nothing is left on disk, even after SIGKILL.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::common::{bin, eventually, LoopFs, MountGuard};
+
+/// The byte at `off` of the test pattern: a function of the offset, so any
+/// reader can check any range without shared state.
+fn pattern(off: u64) -> u8 {
+    let x = off.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (x >> 56) as u8 ^ (off as u8)
+}
+
+fn fill(off: u64, buf: &mut [u8]) {
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = pattern(off + i as u64);
+    }
+}
+
+fn check(off: u64, buf: &[u8]) {
+    for (i, b) in buf.iter().enumerate() {
+        assert_eq!(*b, pattern(off + i as u64), "byte at offset {}", off + i as u64);
+    }
+}
+
+#[test]
+fn tier_changes_under_concurrent_readers_writers_and_mmap() {
+    let m = MountGuard::new("spool=256k,max_ram=2m");
+    let path = m.join("moving");
+    File::create(&path).unwrap();
+    let written = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    // Another writer fills the RAM budget, so the spiller moves files too.
+    let others = {
+        let dir = m.path().to_path_buf();
+        std::thread::spawn(move || {
+            for i in 0..40u64 {
+                let mut buf = vec![0u8; 200_000];
+                fill(i * 1000, &mut buf);
+                fs::write(dir.join(format!("other{i}")), &buf).unwrap();
+            }
+        })
+    };
+    let readers: Vec<_> = (0..3u64)
+        .map(|t| {
+            let (path, written, done) = (path.clone(), Arc::clone(&written), Arc::clone(&done));
+            std::thread::spawn(move || {
+                let f = File::open(&path).unwrap();
+                let mut buf = vec![0u8; 100_000];
+                let mut x = t + 1;
+                while !done.load(Ordering::Acquire) {
+                    let have = written.load(Ordering::Acquire);
+                    if have == 0 {
+                        continue;
+                    }
+                    x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    let off = (x >> 20) % have;
+                    let n = buf.len().min((have - off) as usize);
+                    f.read_exact_at(&mut buf[..n], off).unwrap();
+                    check(off, &buf[..n]);
+                }
+            })
+        })
+        .collect();
+    // The mmap reader maps the first 64 KiB before the file spills and
+    // keeps checking it while it moves to disk and back.
+    let mut first = vec![0u8; 65536];
+    fill(0, &mut first);
+    let f = OpenOptions::new().read(true).write(true).open(&path).unwrap();
+    f.write_all_at(&first, 0).unwrap();
+    written.store(65536, Ordering::Release);
+    // SAFETY: a fresh shared read-only mapping of 64 KiB of an open file.
+    let map = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            65536,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            std::os::fd::AsRawFd::as_raw_fd(&f),
+            0,
+        )
+    };
+    assert_ne!(map, libc::MAP_FAILED);
+    // SAFETY: the mapping is 64 KiB long and stays mapped until munmap below.
+    let view = unsafe { std::slice::from_raw_parts(map.cast::<u8>(), 65536) };
+    let mut off = 65536u64;
+    let mut buf = vec![0u8; 128 << 10];
+    while off < (8 << 20) {
+        fill(off, &mut buf);
+        f.write_all_at(&buf, off).unwrap();
+        off += buf.len() as u64;
+        written.store(off, Ordering::Release);
+        check(0, view);
+    }
+    others.join().unwrap();
+    let c = m.counters();
+    assert!(c["spills"].as_u64().unwrap() >= 2, "{c}");
+    // Back to RAM: truncate far below the threshold, mmap still right.
+    done.store(true, Ordering::Release);
+    for r in readers {
+        r.join().unwrap();
+    }
+    f.set_len(32 << 10).unwrap();
+    // (Pages past the new end must not be touched: POSIX says SIGBUS.)
+    check(0, &view[..32 << 10]);
+    let c = m.counters();
+    assert!(c["returns"].as_u64().unwrap() >= 1, "{c}");
+    let mut back = Vec::new();
+    File::open(&path).unwrap().read_to_end(&mut back).unwrap();
+    check(0, &back);
+    assert_eq!(back.len(), 32 << 10);
+    // SAFETY: unmapping the mapping made above.
+    unsafe { libc::munmap(map, 65536) };
+    for i in 0..40u64 {
+        let data = fs::read(m.join(format!("other{i}"))).unwrap();
+        check(i * 1000, &data);
+    }
+}
+
+#[test]
+fn a_full_spill_disk_gives_that_writer_enospc_and_harms_nothing_else() {
+    let disk = LoopFs::new(48);
+    let mut m = MountGuard::new(&format!(
+        "size=1g,spool=1m,max_ram=4m,spill_dir={}",
+        disk.path().display()
+    ));
+    let mut keep = vec![0u8; 3 << 20];
+    fill(0, &mut keep);
+    fs::write(m.join("keep"), &keep).unwrap();
+    let mut f = File::create(m.join("filler")).unwrap();
+    let mut chunk = vec![0u8; 1 << 20];
+    fill(7, &mut chunk);
+    let mut written = 0u64;
+    let err = loop {
+        match f.write_all(&chunk) {
+            Ok(()) => written += chunk.len() as u64,
+            Err(e) => break e,
+        }
+        assert!(written < 100 << 20, "the disk never filled");
+    };
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+    assert!(m.daemon_alive());
+    assert_eq!(fs::read(m.join("keep")).unwrap(), keep);
+    drop(f);
+    fs::remove_file(m.join("filler")).unwrap();
+    // The space comes back, and writing works again.
+    eventually(10, "the spill disk has room again", || disk.used() < 10 << 20);
+    fs::write(m.join("again"), &chunk).unwrap();
+    assert_eq!(fs::read(m.join("again")).unwrap(), chunk);
+    assert!(m.unmount().success());
+}
+
+const MARKER: &[u8] = b"tmpfsd-kill9-marker-2f1c9a";
+
+#[test]
+fn after_sigkill_no_file_data_is_left_on_the_spill_disk() {
+    let mut disk = LoopFs::new(48);
+    let mut m = MountGuard::new(&format!("spool=64k,spill_dir={}", disk.path().display()));
+    let data: Vec<u8> = MARKER.iter().copied().cycle().take(4 << 20).collect();
+    fs::write(m.join("secret"), &data).unwrap();
+    let c = m.counters();
+    assert!(c["files_spilled"].as_u64().unwrap() >= 1, "{c}");
+    let spill_dirs = || {
+        fs::read_dir(disk.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name() != "lost+found")
+            .count()
+    };
+    assert_eq!(spill_dirs(), 1);
+    m.kill9();
+    // The killed daemon could not remove its directory, but it is empty.
+    for d in fs::read_dir(disk.path()).unwrap().flatten() {
+        if d.file_name() != "lost+found" {
+            assert_eq!(
+                fs::read_dir(d.path()).unwrap().count(),
+                0,
+                "files left in {}",
+                d.path().display()
+            );
+        }
+    }
+    drop(m);
+    // The next mount removes the stale directory.
+    let m2 = MountGuard::new(&format!("spill_dir={}", disk.path().display()));
+    assert_eq!(spill_dirs(), 1, "the stale directory was not removed");
+    drop(m2);
+    assert_eq!(spill_dirs(), 0, "unmount must remove the spill directory");
+    let image = disk.unmount_and_read_image();
+    let found = image.windows(MARKER.len()).any(|w| w == MARKER);
+    assert!(!found, "file contents found in the raw spill image");
+}
+
+#[test]
+fn a_4gib_stream_with_max_ram_256m_reads_back_and_rss_stays_bounded() {
+    let m = MountGuard::new("max_ram=256m");
+    let path = m.join("stream");
+    let total: u64 = 4 << 30;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut f = File::create(&path).unwrap();
+    let mut off = 0;
+    while off < total {
+        fill_fast(off, &mut buf);
+        f.write_all(&buf).unwrap();
+        off += buf.len() as u64;
+    }
+    drop(f);
+    let mut f = File::open(&path).unwrap();
+    let mut got = vec![0u8; 1 << 20];
+    off = 0;
+    while off < total {
+        f.read_exact(&mut got).unwrap();
+        fill_fast(off, &mut buf);
+        assert!(got == buf, "mismatch in the MiB at {off}");
+        off += got.len() as u64;
+    }
+    let mut extra = [0u8; 1];
+    assert_eq!(f.read(&mut extra).unwrap(), 0);
+    let c = m.counters();
+    assert_eq!(c["files_spilled"], 1, "{c}");
+    let hwm_kb = m.proc_kb("VmHWM");
+    assert!(
+        hwm_kb < (256 + 64) * 1024,
+        "daemon peak RSS {hwm_kb} kB with max_ram=256m"
+    );
+    fs::remove_file(&path).unwrap();
+}
+
+/// A cheap pattern for large streams: one pseudo-random word per 8 bytes.
+fn fill_fast(off: u64, buf: &mut [u8]) {
+    for (i, w) in buf.chunks_exact_mut(8).enumerate() {
+        let pos = off / 8 + i as u64;
+        w.copy_from_slice(&pos.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
+    }
+}
+
+#[test]
+fn unlinked_spilled_files_are_freed_on_last_close() {
+    let disk = LoopFs::new(48);
+    let m = MountGuard::new(&format!("spool=64k,spill_dir={}", disk.path().display()));
+    let before = disk.used();
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(m.join("f"))
+        .unwrap();
+    f.write_all(&vec![1u8; 8 << 20]).unwrap();
+    fs::remove_file(m.join("f")).unwrap();
+    assert!(
+        disk.used() >= before + (8 << 20),
+        "the open file's bytes must still be there"
+    );
+    let mut back = vec![0u8; 8 << 20];
+    f.read_exact_at(&mut back, 0).unwrap();
+    assert!(back.iter().all(|b| *b == 1));
+    drop(f);
+    eventually(10, "the spill disk is back where it was", || {
+        disk.used() <= before + (1 << 20)
+    });
+}
+
+#[test]
+fn delete_on_close_removes_a_file_at_its_last_close() {
+    let m = MountGuard::new("delete_on_close");
+    let mut f = File::create(m.join("t")).unwrap();
+    f.write_all(b"temporary").unwrap();
+    let g = File::open(m.join("t")).unwrap();
+    drop(f);
+    assert!(m.join("t").exists(), "removed while still open");
+    drop(g);
+    eventually(10, "the file is removed", || !m.join("t").exists());
+    fs::create_dir(m.join("dir")).unwrap();
+    assert!(m.join("dir").exists(), "directories are not files");
+}
+
+#[test]
+fn expire_removes_untouched_files_but_never_an_open_one() {
+    let m = MountGuard::new("expire=1s");
+    fs::write(m.join("old"), b"x").unwrap();
+    let open = File::create(m.join("open")).unwrap();
+    eventually(15, "the untouched file expires", || !m.join("old").exists());
+    assert!(m.join("open").exists(), "an open file expired");
+    drop(open);
+    eventually(15, "the closed file expires too", || !m.join("open").exists());
+}
+
+#[test]
+fn bad_spill_options_are_refused_with_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("mnt");
+    fs::create_dir(&dir).unwrap();
+    let file = tmp.path().join("file");
+    fs::write(&file, b"").unwrap();
+    let d = dir.to_str().unwrap();
+    let cases: Vec<(String, &str)> = vec![
+        ("spill_dir=/nonexistent/x".into(), "spill_dir"),
+        (format!("spill_dir={}", file.display()), "not a directory"),
+        ("spill_dir=/dev/shm".into(), "memory-backed"),
+        ("spill_dir=/proc".into(), "cannot create"),
+        ("spool=0".into(), "greater than zero"),
+        ("max_ram=0".into(), "greater than zero"),
+        ("expire=0".into(), "greater than zero"),
+        ("expire=10x".into(), "unknown unit"),
+        ("spool=2g,size=1g".into(), "above size="),
+        ("max_ram=lots".into(), "not a size"),
+    ];
+    for (opt, needle) in cases {
+        let out = std::process::Command::new(bin())
+            .args(["mount", d, "-o", &opt])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{opt} was accepted");
+        assert_eq!(err.lines().count(), 1, "{opt}: {err}");
+        assert!(err.contains(needle), "{opt}: {err:?} does not say {needle:?}");
+    }
+    assert!(tmpfsd::sys::mount_at(&dir.canonicalize().unwrap()).unwrap().is_none());
+}
