@@ -10,9 +10,12 @@
 //! - When the mount's RAM use passes `max_ram=`, a background worker spills
 //!   files, largest and coldest first, until use is under a low-water mark
 //!   (90% of the budget). Requests never wait for another file's spill: the
-//!   worker only takes data locks it can get at once. A writer far over the
-//!   budget (125%) spills its own file, which it already holds, so memory
-//!   stays bounded even when one writer outruns the worker.
+//!   worker only takes data locks it can get at once. A writer over the
+//!   budget by more than a sixteenth spills its own file, which it already
+//!   holds, so memory stays bounded even when one writer outruns the worker.
+//! - Memory freed by spilling is handed back to the system at once
+//!   (`malloc_trim`), since the mount is over its budget; ordinary churn
+//!   below the budget keeps freed chunks for reuse.
 //! - `delete_on_close` removes a file at its last close; `expire=` removes
 //!   files nobody has touched for that long, never an open one.
 
@@ -172,9 +175,13 @@ impl Fs {
             return;
         }
         self.tiers.notify();
-        let hard = self.tiers.max_ram.saturating_add(self.tiers.max_ram / 4);
-        if ram > hard && data.tier() == Tier::Ram && data.allocated() >= MIN_INLINE_VICTIM {
-            self.spill_locked(node, data);
+        let hard = self.tiers.max_ram.saturating_add(self.tiers.max_ram / 16);
+        if ram > hard
+            && data.tier() == Tier::Ram
+            && data.allocated() >= MIN_INLINE_VICTIM
+            && self.spill_locked(node, data)
+        {
+            give_back_memory();
         }
     }
 
@@ -230,13 +237,17 @@ impl Fs {
             })
             .collect();
         victims.sort_unstable_by_key(|v| std::cmp::Reverse(v.0));
+        let mut spilled = false;
         for (_, node) in victims {
             if self.budget.ram() <= low {
                 break;
             }
             let Some(data) = node.file() else { continue };
             let Some(mut d) = data.try_write() else { continue };
-            self.spill_locked(&node, &mut d);
+            spilled |= self.spill_locked(&node, &mut d);
+        }
+        if spilled {
+            give_back_memory();
         }
         if self.budget.ram() > max {
             tracing::debug!(
@@ -280,6 +291,29 @@ impl Fs {
         if self.tiers.delete_on_close && node.kind == Kind::File && node.meta.lock().nlink > 0 {
             self.remove_by_hint(node);
         }
+    }
+}
+
+/// Returns freed heap memory to the system. glibc keeps freed blocks in its
+/// arenas, where they would still count as the daemon's resident memory.
+/// It walks every arena, so it runs at most once per 50 ms.
+fn give_back_memory() {
+    static LAST_MS: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let last = LAST_MS.load(Ordering::Relaxed);
+    if now.saturating_sub(last) < 50
+        || LAST_MS
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+    {
+        return;
+    }
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
