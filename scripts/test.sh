@@ -56,6 +56,28 @@ with_mount() {
     return $rc
 }
 
+# The companion crate's example creates each kind of temp file: every path
+# it prints must be on the mount.
+api_example() {
+    local dir=$1 out
+    out=$(TMPFSD_DIR="$dir" cargo run --quiet --locked -p tmpfsd-api --example every_kind) || return 1
+    echo "$out"
+    [ "$(grep -c " $dir" <<<"$out")" -eq 6 ]
+}
+
+# The Python module installs with pip from the repository.
+pip_install() {
+    local target
+    target=$(mktemp -d)
+    PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --no-deps --target "$target" ./api/python &&
+        PYTHONPATH="$target" python3 -c 'import tmpfsd; print("tmpfsd module from", tmpfsd.__file__)'
+    local rc=$?
+    rm -rf "$target"
+    return $rc
+}
+
+run "api example on a mount" with_mount "" api_example
+run "pip install of the Python module" pip_install
 run "pjdfstest" with_mount "allow_other,mode=0755" bash tests/scripts/pjdfstest.sh
 run "fsx" with_mount "size=2g" bash tests/scripts/fsx.sh
 # A tiny spool threshold and RAM budget, so the file keeps crossing tiers.

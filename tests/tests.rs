@@ -5,6 +5,7 @@
 mod common;
 
 mod cli;
+mod companion;
 mod posix;
 mod robustness;
 mod spill;

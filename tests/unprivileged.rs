@@ -9,7 +9,7 @@ const TEST_USER: &str = "tmpfsd-test";
 
 /// An ordinary user: the current one when not root, otherwise one created
 /// for the test.
-fn ordinary_user() -> Option<(u32, u32)> {
+pub(crate) fn ordinary_user() -> Option<(u32, u32)> {
     // SAFETY: getuid has no preconditions.
     if unsafe { libc::getuid() } != 0 {
         return None;

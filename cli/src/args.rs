@@ -1,8 +1,9 @@
 //! Command-line arguments (clap derive; doc comments are the help text).
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// A temporary file system that lives in RAM and spills to disk.
 #[derive(Debug, Parser)]
@@ -42,6 +43,25 @@ pub(crate) enum Command {
         #[arg(short = 'z', long)]
         lazy: bool,
     },
+    /// Run one command with a private tmpfsd mount as its TMPDIR, TMP and
+    /// TEMP; the mount and every byte in it are gone when it ends.
+    Run {
+        /// Mount options, as for `mount`.
+        #[arg(short = 'o', value_name = "OPTS")]
+        options: Vec<String>,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<OsString>,
+    },
+    /// Print shell lines that point TMPDIR, TMP and TEMP at DIR, for
+    /// `eval "$(tmpfsd env DIR)"`.
+    Env {
+        /// The directory (normally a tmpfsd mount).
+        dir: PathBuf,
+        /// The shell to write for.
+        #[arg(long, value_enum, default_value_t = Shell::Sh)]
+        shell: Shell,
+    },
     /// Show the current user's tmpfsd mounts: size, used, free, files.
     Status {
         /// Only this mount.
@@ -50,4 +70,15 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Shells `tmpfsd env` writes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Shell {
+    /// POSIX sh, bash, zsh.
+    Sh,
+    /// fish.
+    Fish,
+    /// PowerShell.
+    Powershell,
 }

@@ -10,11 +10,15 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// Exit codes: 0 success, 1 the operation failed, 2 the command line was wrong.
+/// Exit codes: 0 success, 1 the operation failed, 2 the command line was
+/// wrong; `run` passes its command's status through, and uses the shell's
+/// 126 (cannot execute) and 127 (not found) when the command cannot start.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Exit {
     Failure = 1,
     Usage = 2,
+    CannotExecute = 126,
+    NotFound = 127,
 }
 
 /// An error that already knows its exit code.
@@ -52,14 +56,25 @@ fn main() -> ExitCode {
         Err(e) => {
             // clap's report is several lines; keep the one that names the problem.
             let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            let first = first.trim_start_matches("error: ");
+            let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+            let mut first = lines
+                .next()
+                .unwrap_or("invalid arguments")
+                .trim_start_matches("error: ")
+                .to_string();
+            // "the following required arguments were not provided:" names
+            // them on the next line.
+            if first.ends_with(':') {
+                if let Some(next) = lines.next() {
+                    first = format!("{first} {next}");
+                }
+            }
             eprintln!("tmpfsd: {first} (see 'tmpfsd --help')");
             return ExitCode::from(Exit::Usage as u8);
         }
     };
     match cmd::run(args) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             let mut err = std::io::stderr().lock();
             let _ = writeln!(err, "tmpfsd: {:#}", e.error);

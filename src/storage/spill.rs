@@ -160,8 +160,10 @@ impl SpillDir {
 impl Drop for SpillDir {
     fn drop(&mut self) {
         // Every file in it is nameless: the directory is empty.
-        if let Err(e) = std::fs::remove_dir(&self.path) {
-            tracing::warn!("cannot remove spill directory {}: {e}", self.path.display());
+        match std::fs::remove_dir(&self.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!("cannot remove spill directory {}: {e}", self.path.display()),
         }
     }
 }

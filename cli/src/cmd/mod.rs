@@ -1,14 +1,20 @@
 //! One module per subcommand.
 
+mod env;
 mod mount;
+mod run;
 mod status;
 mod unmount;
 
 use crate::args::{Args, Command};
 use crate::CliError;
 
-pub(crate) fn run(args: Args) -> Result<(), CliError> {
+/// Runs the command; returns the process exit code on success.
+pub(crate) fn run(args: Args) -> Result<u8, CliError> {
     crate::logging::check_level(&args.log_level).map_err(crate::usage)?;
+    if let Command::Run { options, command } = &args.command {
+        return run::run(options, command, &args.log_level);
+    }
     match args.command {
         Command::Mount {
             dir,
@@ -18,7 +24,10 @@ pub(crate) fn run(args: Args) -> Result<(), CliError> {
         } => mount::run(&dir, &options, foreground, &args.log_level, log_file.as_deref()),
         Command::Unmount { dir, lazy } => unmount::run(&dir, lazy),
         Command::Status { dir, json } => status::run(dir.as_deref(), json),
+        Command::Env { dir, shell } => env::run(&dir, shell),
+        Command::Run { .. } => unreachable!("handled above"),
     }
+    .map(|()| 0)
 }
 
 /// `path` made absolute without touching the file system beyond the

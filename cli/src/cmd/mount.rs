@@ -21,18 +21,13 @@ pub(crate) fn run(
 ) -> Result<(), CliError> {
     let config = MountConfig::from_options(options).map_err(usage)?;
     let dir = check_mount_point(dir, config.nonempty)?;
-    // Made before detaching, so that a bad spill_dir is reported at once.
-    let spill = match &config.spill_dir {
-        Some(d) => Some(SpillDir::create(d, config.allow_tmpfs_spill).map_err(|e| anyhow!(e))?),
-        None => None,
-    };
     if foreground {
         logging::init(log_level, log_file)?;
-        serve(&dir, &config, spill, None)
+        serve(&dir, &config, None)
     } else {
         daemon::detach(|ready| {
             logging::init(log_level, log_file)?;
-            serve(&dir, &config, spill, Some(ready))
+            serve(&dir, &config, Some(ready))
         })
     }
 }
@@ -82,7 +77,7 @@ fn check_mount_point(dir: &Path, nonempty: bool) -> Result<PathBuf, CliError> {
 
 /// Blocks the termination signals in this thread and every thread it
 /// starts later; one thread then takes them with sigwait.
-fn block_signals() -> libc::sigset_t {
+pub(crate) fn block_signals() -> libc::sigset_t {
     // SAFETY: the set is initialised by sigemptyset before use; the masks
     // are valid signal numbers.
     unsafe {
@@ -98,7 +93,7 @@ fn block_signals() -> libc::sigset_t {
 
 /// Spilled files hold a descriptor each: use all the descriptors the hard
 /// limit allows.
-fn raise_fd_limit() {
+pub(crate) fn raise_fd_limit() {
     // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
     unsafe {
         let mut lim: libc::rlimit = std::mem::zeroed();
@@ -109,7 +104,14 @@ fn raise_fd_limit() {
     }
 }
 
-fn serve(dir: &Path, config: &MountConfig, spill: Option<SpillDir>, ready: Option<&mut Ready>) -> Result<(), CliError> {
+fn serve(dir: &Path, config: &MountConfig, ready: Option<&mut Ready>) -> Result<(), CliError> {
+    // Made here, in the daemon, so that the directory carries the pid of the
+    // process that owns it (a later mount removes directories of dead
+    // pids); an error still reaches the user through the readiness pipe.
+    let spill = match &config.spill_dir {
+        Some(d) => Some(SpillDir::create(d, config.allow_tmpfs_spill).map_err(|e| anyhow!(e))?),
+        None => None,
+    };
     // SAFETY: geteuid/getegid have no preconditions.
     let owner = unsafe {
         Caller {
@@ -181,7 +183,7 @@ fn wait_for_signal(set: &libc::sigset_t, dir: &Path) {
     }
 }
 
-fn mount_error(dir: &Path, config: &MountConfig, e: &io::Error) -> CliError {
+pub(crate) fn mount_error(dir: &Path, config: &MountConfig, e: &io::Error) -> CliError {
     let shown = dir.display();
     let msg = match e.raw_os_error() {
         Some(libc::EPERM) | Some(libc::EACCES) if config.allow_other => format!(
