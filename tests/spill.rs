@@ -171,9 +171,10 @@ fn after_sigkill_no_file_data_is_left_on_the_spill_disk() {
             .unwrap()
             .flatten()
             .filter(|e| e.file_name() != "lost+found")
-            .count()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
     };
-    assert_eq!(spill_dirs(), 1);
+    assert_eq!(spill_dirs().len(), 1);
     m.kill9();
     // The killed daemon could not remove its directory, but it is empty.
     for d in fs::read_dir(disk.path()).unwrap().flatten() {
@@ -189,9 +190,14 @@ fn after_sigkill_no_file_data_is_left_on_the_spill_disk() {
     drop(m);
     // The next mount removes the stale directory.
     let m2 = MountGuard::new(&format!("spill_dir={}", disk.path().display()));
-    assert_eq!(spill_dirs(), 1, "the stale directory was not removed");
+    let live = spill_dirs();
+    assert_eq!(live.len(), 1, "the stale directory was not removed: {live:?}");
     drop(m2);
-    assert_eq!(spill_dirs(), 0, "unmount must remove the spill directory");
+    let left = spill_dirs();
+    assert!(
+        left.is_empty(),
+        "unmount must remove the spill directory: {left:?} left"
+    );
     let image = disk.unmount_and_read_image();
     let found = image.windows(MARKER.len()).any(|w| w == MARKER);
     assert!(!found, "file contents found in the raw spill image");

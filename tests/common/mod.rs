@@ -184,8 +184,12 @@ impl Drop for MountGuard {
         if sys::mount_at(&self.path).ok().flatten().is_some_and(|m| m.is_tmpfsd()) {
             let _ = sys::unmount(&self.path, true);
         }
-        if self.wait_child(Duration::from_secs(20)).is_none() {
+        if self.wait_child(Duration::from_secs(30)).is_none() {
             if let Some(mut child) = self.child.take() {
+                eprintln!(
+                    "tmpfsd at {} did not exit within 30 s of unmount: killing it",
+                    self.path.display()
+                );
                 // Our own child, by its pid: never by name.
                 let _ = child.kill();
                 let _ = child.wait();

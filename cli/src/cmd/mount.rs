@@ -3,9 +3,11 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use anyhow::{anyhow, Context};
 use tmpfsd::adapters::fuse;
+use tmpfsd::core::Background;
 use tmpfsd::storage::spill::SpillDir;
 use tmpfsd::{sys, Caller, Fs, MountConfig};
 
@@ -104,14 +106,29 @@ pub(crate) fn raise_fd_limit() {
     }
 }
 
-fn serve(dir: &Path, config: &MountConfig, ready: Option<&mut Ready>) -> Result<(), CliError> {
-    // Made here, in the daemon, so that the directory carries the pid of the
-    // process that owns it (a later mount removes directories of dead
-    // pids); an error still reaches the user through the readiness pipe.
+/// A mount being served by this process.
+pub(crate) struct Running {
+    pub(crate) fs: Arc<Fs>,
+    pub(crate) background: Background,
+    pub(crate) session: JoinHandle<std::io::Result<()>>,
+    /// The termination signals, blocked in every thread of the process.
+    pub(crate) signals: libc::sigset_t,
+    pub(crate) spill_dir: Option<PathBuf>,
+}
+
+/// Everything `mount` and `run` share: the spill directory, the file
+/// system and its background threads, the FUSE session on its own thread,
+/// and a statfs that proves the mount answers.
+pub(crate) fn start(dir: &Path, config: &MountConfig) -> Result<Running, CliError> {
+    // Made here, in the serving process, so that the directory carries the
+    // pid of the process that owns it (a later mount removes directories of
+    // dead pids); for a daemon, an error still reaches the user through the
+    // readiness pipe.
     let spill = match &config.spill_dir {
         Some(d) => Some(SpillDir::create(d, config.allow_tmpfs_spill).map_err(|e| anyhow!(e))?),
         None => None,
     };
+    let spill_dir = spill.as_ref().map(|s| s.path().to_path_buf());
     // SAFETY: geteuid/getegid have no preconditions.
     let owner = unsafe {
         Caller {
@@ -125,17 +142,39 @@ fn serve(dir: &Path, config: &MountConfig, ready: Option<&mut Ready>) -> Result<
     let fs = Arc::new(Fs::with_spill_dir(config, owner, spill));
     let background = fs.start_background().context("cannot start the background threads")?;
     let session = fuse::mount(Arc::clone(&fs), dir, config).map_err(|e| mount_error(dir, config, &e))?;
-    let worker = std::thread::Builder::new()
+    let session = std::thread::Builder::new()
         .name("tmpfsd-session".into())
         .spawn(move || session.run())
         .context("cannot start the session thread")?;
     // The mount is in place; the first request is answered once the
     // session runs. One statfs proves that it does.
-    let magic = sys::fs_type_magic(dir).with_context(|| format!("the mount at {} does not answer", dir.display()))?;
-    if magic != sys::FUSE_SUPER_MAGIC {
-        return Err(anyhow!("{} did not become a FUSE mount", dir.display()).into());
+    let answered = match sys::fs_type_magic(dir) {
+        Ok(magic) if magic == sys::FUSE_SUPER_MAGIC => Ok(()),
+        Ok(_) => Err(anyhow!("{} did not become a FUSE mount", dir.display())),
+        Err(e) => Err(anyhow!("the mount at {} does not answer: {e}", dir.display())),
+    };
+    if let Err(e) = answered {
+        let _ = sys::unmount(dir, true);
+        return Err(e.into());
     }
     tracing::info!(dir = %dir.display(), "mounted");
+    Ok(Running {
+        fs,
+        background,
+        session,
+        signals,
+        spill_dir,
+    })
+}
+
+fn serve(dir: &Path, config: &MountConfig, ready: Option<&mut Ready>) -> Result<(), CliError> {
+    let Running {
+        fs,
+        background,
+        session,
+        signals,
+        ..
+    } = start(dir, config)?;
     if let Some(ready) = ready {
         ready.ok();
     }
@@ -144,7 +183,7 @@ fn serve(dir: &Path, config: &MountConfig, ready: Option<&mut Ready>) -> Result<
         .name("tmpfsd-signals".into())
         .spawn(move || wait_for_signal(&signals, &mount_point))
         .context("cannot start the signal thread")?;
-    let ended = worker.join();
+    let ended = session.join();
     // Every byte is freed and the spill directory removed here, before the
     // process exits.
     background.stop();

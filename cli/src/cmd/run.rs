@@ -10,14 +10,11 @@ use std::ffi::OsString;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
-use tmpfsd::adapters::fuse;
-use tmpfsd::storage::spill::SpillDir;
-use tmpfsd::{sys, Caller, Fs, MountConfig};
+use tmpfsd::{sys, MountConfig};
 
-use super::mount::{block_signals, mount_error, raise_fd_limit};
+use super::mount::{start, Running};
 use crate::{logging, usage, CliError, Exit};
 
 pub(crate) fn run(options: &[String], command: &[OsString], log_level: &str) -> Result<u8, CliError> {
@@ -50,39 +47,20 @@ fn private_dir() -> Result<PathBuf, CliError> {
 }
 
 fn serve_command(dir: &Path, config: &MountConfig, program: &OsString, args: &[OsString]) -> Result<u8, CliError> {
-    // SAFETY: geteuid/getegid have no preconditions.
-    let owner = unsafe {
-        Caller {
-            uid: libc::geteuid(),
-            gid: libc::getegid(),
-            pid: 0,
-        }
-    };
-    let signals = block_signals();
-    raise_fd_limit();
-    let spill = match &config.spill_dir {
-        Some(d) => Some(SpillDir::create(d, config.allow_tmpfs_spill).map_err(|e| anyhow!(e))?),
-        None => None,
-    };
-    let spill_path = spill.as_ref().map(|s| s.path().to_path_buf());
-    let fs = Arc::new(Fs::with_spill_dir(config, owner, spill));
-    let background = fs.start_background().context("cannot start the background threads")?;
-    let session = fuse::mount(Arc::clone(&fs), dir, config).map_err(|e| mount_error(dir, config, &e))?;
-    std::thread::Builder::new()
-        .name("tmpfsd-session".into())
-        .spawn(move || session.run())
-        .context("cannot start the session thread")?;
+    let Running {
+        fs: _fs,
+        background,
+        session: _,
+        signals,
+        spill_dir,
+    } = start(dir, config)?;
     let cleanup = || {
         let _ = sys::unmount(dir, true);
-        if let Some(p) = &spill_path {
+        if let Some(p) = &spill_dir {
             // Its files have no names: the directory is empty.
             let _ = std::fs::remove_dir(p);
         }
     };
-    if let Err(e) = sys::fs_type_magic(dir) {
-        cleanup();
-        return Err(anyhow!("the mount at {} does not answer: {e}", dir.display()).into());
-    }
     let mut cmd = Command::new(program);
     cmd.args(args).envs(tmpfsd_vars(dir));
     // The command must not inherit the termination signals this process
