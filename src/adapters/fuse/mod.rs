@@ -17,7 +17,7 @@ use std::time::SystemTime;
 
 use fuser::{
     AccessFlags, BsdFileFlags, CopyFileRangeFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
-    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
     ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
     TimeOrNow, WriteFlags,
 };
@@ -29,6 +29,12 @@ pub use session::{mount, FS_NAME};
 
 /// Largest write the kernel may send in one request.
 const MAX_WRITE: u32 = 1 << 20;
+
+/// Keep the kernel's page cache of a file across opens: every change to a
+/// file's contents goes through the kernel, which updates or drops its
+/// cache itself (write, truncate, punch hole, copy_file_range); a move
+/// between tiers never changes the contents.
+const OPEN_FLAGS: FopenFlags = FopenFlags::FOPEN_KEEP_CACHE;
 
 /// The FUSE face of a [`Fs`].
 #[derive(Debug)]
@@ -102,6 +108,17 @@ impl Filesystem for FuseFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         if let Err(max) = config.set_max_write(MAX_WRITE) {
             let _ = config.set_max_write(max);
+        }
+        // Each is used only where the kernel offers it:
+        // - READDIRPLUS: `ls -l` and friends get attributes with the
+        //   listing instead of one lookup per name;
+        // - PARALLEL_DIROPS: lookups and listings in one directory run in
+        //   parallel (the core locks what it needs itself).
+        for flag in [
+            InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO,
+            InitFlags::FUSE_PARALLEL_DIROPS,
+        ] {
+            let _ = config.add_capabilities(flag);
         }
         Ok(())
     }
@@ -236,7 +253,7 @@ impl Filesystem for FuseFs {
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         guarded("open", || match self.fs.open(caller(req), node(ino), flags.0) {
-            Ok(fh) => reply.opened(FileHandle(fh.0), FopenFlags::empty()),
+            Ok(fh) => reply.opened(FileHandle(fh.0), OPEN_FLAGS),
             Err(e) => reply.error(errno(e)),
         });
     }
@@ -415,7 +432,7 @@ impl Filesystem for FuseFs {
                     &file_attr(&e.attr),
                     Generation(e.generation.0),
                     FileHandle(fh.0),
-                    FopenFlags::empty(),
+                    OPEN_FLAGS,
                 ),
                 Err(e) => reply.error(errno(e)),
             }
