@@ -15,6 +15,25 @@ impl NodeId {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct HandleId(pub u64);
 
+impl HandleId {
+    /// Marks a handle that names a node rather than an open file.
+    const STATELESS: u64 = 1 << 63;
+
+    /// The handle to use for `node` when the adapter serves a file without
+    /// open and release requests (see [`crate::core::Fs::stateless_opens`]).
+    /// Handles from [`crate::core::Fs::open`] never have this form.
+    #[must_use]
+    pub fn stateless(node: NodeId) -> Self {
+        HandleId(node.0 | Self::STATELESS)
+    }
+
+    /// The node a stateless handle names, `None` for an open file's handle.
+    #[must_use]
+    pub fn stateless_node(self) -> Option<NodeId> {
+        (self.0 & Self::STATELESS != 0).then_some(NodeId(self.0 & !Self::STATELESS))
+    }
+}
+
 /// The generation paired with a [`NodeId`] (constant: ids are not reused).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Generation(pub u64);

@@ -33,7 +33,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use dashmap::DashMap;
@@ -232,7 +232,7 @@ impl NewNode {
 }
 
 /// An open file or directory.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Handle {
     node: Arc<Node>,
     append: bool,
@@ -279,14 +279,24 @@ pub struct Stats {
 #[derive(Debug)]
 pub struct Fs {
     nodes: DashMap<NodeId, Arc<Node>>,
-    handles: DashMap<HandleId, Arc<Handle>>,
+    handles: DashMap<HandleId, Handle>,
     next_id: AtomicU64,
     next_handle: AtomicU64,
     budget: Budget,
     rename_lock: Mutex<()>,
     tiers: Tiers,
+    invalidator: OnceLock<Box<dyn Invalidate>>,
     #[cfg(feature = "fault-injection")]
     panic_name: Option<std::ffi::OsString>,
+}
+
+/// Tells an adapter's kernel caches about a change the kernel did not make
+/// itself. The core removes names on its own only for `delete_on_close`
+/// and `expire=`; everything else reaches it through the kernel, which
+/// updates its caches as it goes.
+pub trait Invalidate: Send + Sync + std::fmt::Debug {
+    /// `name` in directory `parent`, which named `child`, was removed.
+    fn removed(&self, parent: NodeId, child: NodeId, name: &OsStr);
 }
 
 fn now() -> SystemTime {
@@ -354,6 +364,7 @@ impl Fs {
                 config.delete_on_close,
                 config.expire,
             ),
+            invalidator: OnceLock::new(),
             #[cfg(feature = "fault-injection")]
             panic_name: std::env::var_os("TMPFSD_FAULT_PANIC_NAME"),
         };
@@ -408,11 +419,34 @@ impl Fs {
             .ok_or(FsError::NotFound)
     }
 
-    fn handle(&self, fh: HandleId) -> FsResult<Arc<Handle>> {
+    fn handle(&self, fh: HandleId) -> FsResult<Handle> {
+        if let Some(id) = fh.stateless_node() {
+            return Ok(Handle {
+                node: self.node(id).map_err(|_| FsError::BadHandle)?,
+                append: false,
+            });
+        }
         self.handles
             .get(&fh)
-            .map(|r| Arc::clone(r.value()))
+            .map(|r| r.value().clone())
             .ok_or(FsError::BadHandle)
+    }
+
+    /// Installs the adapter's cache invalidation (once; later calls are
+    /// ignored).
+    pub fn set_invalidator(&self, invalidator: Box<dyn Invalidate>) {
+        let _ = self.invalidator.set(invalidator);
+    }
+
+    /// Whether an adapter may serve files and directories without open and
+    /// release requests, passing [`HandleId::stateless`] instead of a
+    /// handle: true unless `delete_on_close` or `expire=` need to know
+    /// which files are open. The node's lookup count, held by the kernel
+    /// while a file is open, then keeps an unlinked file alive until its
+    /// last close.
+    #[must_use]
+    pub fn stateless_opens(&self) -> bool {
+        !self.tiers.delete_on_close && self.tiers.expire.is_none()
     }
 
     /// Removes the node from the table if nothing refers to it any more,
@@ -1053,10 +1087,10 @@ impl Fs {
         let fh = HandleId(self.next_handle.fetch_add(1, Ordering::Relaxed));
         self.handles.insert(
             fh,
-            Arc::new(Handle {
+            Handle {
                 node: Arc::clone(node),
                 append: flags & libc::O_APPEND != 0,
-            }),
+            },
         );
         fh
     }
@@ -1090,6 +1124,9 @@ impl Fs {
     /// # Errors
     /// EBADF for an unknown handle.
     pub fn release(&self, fh: HandleId) -> FsResult<()> {
+        if fh.stateless_node().is_some() {
+            return Ok(());
+        }
         let (_, h) = self.handles.remove(&fh).ok_or(FsError::BadHandle)?;
         if saturating_dec(&h.node.opens, 1) == 0 {
             self.closed(&h.node);
@@ -1098,7 +1135,7 @@ impl Fs {
         Ok(())
     }
 
-    fn file_of(&self, fh: HandleId) -> FsResult<Arc<Handle>> {
+    fn file_of(&self, fh: HandleId) -> FsResult<Handle> {
         let h = self.handle(fh)?;
         match h.node.kind {
             Kind::File => Ok(h),

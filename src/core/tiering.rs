@@ -283,7 +283,13 @@ impl Fs {
     pub(crate) fn remove_by_hint(&self, node: &Node) -> bool {
         let hint = node.name_hint.lock().clone();
         let Some((parent, name)) = hint else { return false };
-        self.unlink_checked(parent, &name, Some(node.id)).is_ok()
+        if self.unlink_checked(parent, &name, Some(node.id)).is_err() {
+            return false;
+        }
+        if let Some(inv) = self.invalidator.get() {
+            inv.removed(parent, node.id, &name);
+        }
+        true
     }
 
     /// `delete_on_close`: called when a file's last handle closed.

@@ -8,9 +8,10 @@ use crate::core::{Attr, Kind, BLOCK_SIZE};
 use crate::error::FsError;
 
 /// How long the kernel may cache entries and attributes. The daemon is the
-/// only writer, and every change goes through the kernel, which drops its
-/// cache for what it changed.
-pub(crate) const TTL: Duration = Duration::from_secs(1);
+/// only writer: every change goes through the kernel, which drops its cache
+/// for what it changed, except the removals of `delete_on_close` and
+/// `expire=`, which the daemon reports itself (`session::KernelCache`).
+pub(crate) const TTL: Duration = Duration::from_secs(3600);
 
 pub(crate) fn errno(e: FsError) -> Errno {
     Errno::from_i32(e.errno())

@@ -4,11 +4,13 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use fuser::{Config, MountOption, Session, SessionACL};
+use std::ffi::OsStr;
+
+use fuser::{Config, INodeNo, MountOption, Notifier, Session, SessionACL};
 
 use super::FuseFs;
 use crate::config::MountConfig;
-use crate::core::Fs;
+use crate::core::{Fs, Invalidate, NodeId};
 
 /// The name shown in the mount table: `tmpfsd` as source, `fuse.tmpfsd` as type.
 pub const FS_NAME: &str = "tmpfsd";
@@ -45,7 +47,30 @@ pub fn mount(fs: Arc<Fs>, mountpoint: &Path, config: &MountConfig) -> io::Result
             .write(true)
             .open("/dev/fuse")
             .is_ok();
-    Session::new(FuseFs::new(fs), mountpoint, &fuse_config)
+    let session = Session::new(FuseFs::new(Arc::clone(&fs)), mountpoint, &fuse_config)?;
+    fs.set_invalidator(Box::new(KernelCache(session.notifier())));
+    Ok(session)
+}
+
+/// Reports the core's own removals to the kernel, so that cached entries
+/// (kept for an hour) do not outlive them.
+struct KernelCache(Notifier);
+
+impl std::fmt::Debug for KernelCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KernelCache")
+    }
+}
+
+impl Invalidate for KernelCache {
+    fn removed(&self, parent: NodeId, child: NodeId, name: &OsStr) {
+        // ENOENT only says that the kernel had nothing cached.
+        if let Err(e) = self.0.delete(INodeNo(parent.0), INodeNo(child.0), name) {
+            if e.raw_os_error() != Some(libc::ENOENT) {
+                tracing::debug!(error = %e, "cache invalidation failed");
+            }
+        }
+    }
 }
 
 /// Event-loop threads: one per core, at least two so that a slow request
