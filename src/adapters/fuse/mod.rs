@@ -74,6 +74,16 @@ fn handle(fh: FileHandle) -> HandleId {
     HandleId(fh.0)
 }
 
+/// The core handle for a request on `ino` through `fh`: the kernel sends
+/// handle 0 once opens are stateless (the core never hands out 0).
+fn file_handle(ino: INodeNo, fh: FileHandle) -> HandleId {
+    if fh.0 == 0 {
+        HandleId::stateless(node(ino))
+    } else {
+        handle(fh)
+    }
+}
+
 fn reply_entry(reply: ReplyEntry, r: Result<Entry, FsError>) {
     match r {
         Ok(e) => reply.entry(&TTL, &file_attr(&e.attr), Generation(e.generation.0)),
@@ -252,6 +262,13 @@ impl Filesystem for FuseFs {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        // ENOSYS tells the kernel to open files without asking from now on
+        // (no OPEN, FLUSH or RELEASE round trips; the page cache is kept):
+        // the kernel checks permissions itself, and its lookup reference
+        // keeps an unlinked file alive while it is open.
+        if self.fs.stateless_opens() {
+            return reply.error(Errno::ENOSYS);
+        }
         guarded("open", || match self.fs.open(caller(req), node(ino), flags.0) {
             Ok(fh) => reply.opened(FileHandle(fh.0), OPEN_FLAGS),
             Err(e) => reply.error(errno(e)),
@@ -261,7 +278,7 @@ impl Filesystem for FuseFs {
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -269,7 +286,7 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        guarded("read", || match self.fs.read(handle(fh), offset, size) {
+        guarded("read", || match self.fs.read(file_handle(ino, fh), offset, size) {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(errno(e)),
         });
@@ -278,7 +295,7 @@ impl Filesystem for FuseFs {
     fn write(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
@@ -287,14 +304,16 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        guarded("write", || match self.fs.write(handle(fh), offset, data) {
+        guarded("write", || match self.fs.write(file_handle(ino, fh), offset, data) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(errno(e)),
         });
     }
 
     fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
-        reply.ok();
+        // Nothing is buffered here and locks are the kernel's: ENOSYS tells
+        // the kernel to stop sending FLUSH at every close.
+        reply.error(Errno::ENOSYS);
     }
 
     fn release(
@@ -316,6 +335,11 @@ impl Filesystem for FuseFs {
     }
 
     fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        // As for open; stateless directories also let the kernel cache
+        // listings, which it drops whenever it changes the directory.
+        if self.fs.stateless_opens() {
+            return reply.error(Errno::ENOSYS);
+        }
         guarded("opendir", || match self.fs.opendir(caller(req), node(ino)) {
             Ok(fh) => reply.opened(FileHandle(fh.0), FopenFlags::empty()),
             Err(e) => reply.error(errno(e)),
@@ -442,7 +466,7 @@ impl Filesystem for FuseFs {
     fn fallocate(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         length: u64,
@@ -450,12 +474,12 @@ impl Filesystem for FuseFs {
         reply: ReplyEmpty,
     ) {
         guarded("fallocate", || {
-            let r = Fallocate::from_mode(mode).and_then(|m| self.fs.fallocate(handle(fh), offset, length, m));
+            let r = Fallocate::from_mode(mode).and_then(|m| self.fs.fallocate(file_handle(ino, fh), offset, length, m));
             reply_empty(reply, r);
         });
     }
 
-    fn lseek(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {
+    fn lseek(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {
         guarded("lseek", || {
             let whence = match whence {
                 libc::SEEK_SET => Whence::Set,
@@ -471,7 +495,7 @@ impl Filesystem for FuseFs {
                     Errno::EINVAL
                 });
             };
-            match self.fs.lseek(handle(fh), off, whence) {
+            match self.fs.lseek(file_handle(ino, fh), off, whence) {
                 Ok(pos) => match i64::try_from(pos) {
                     Ok(pos) => reply.offset(pos),
                     Err(_) => reply.error(Errno::EOVERFLOW),
@@ -484,10 +508,10 @@ impl Filesystem for FuseFs {
     fn copy_file_range(
         &self,
         _req: &Request,
-        _ino_in: INodeNo,
+        ino_in: INodeNo,
         fh_in: FileHandle,
         offset_in: u64,
-        _ino_out: INodeNo,
+        ino_out: INodeNo,
         fh_out: FileHandle,
         offset_out: u64,
         len: u64,
@@ -500,10 +524,13 @@ impl Filesystem for FuseFs {
             }
             // The reply carries a 32-bit count; callers loop on short copies.
             let len = len.min(1 << 30);
-            match self
-                .fs
-                .copy_file_range(handle(fh_in), offset_in, handle(fh_out), offset_out, len)
-            {
+            match self.fs.copy_file_range(
+                file_handle(ino_in, fh_in),
+                offset_in,
+                file_handle(ino_out, fh_out),
+                offset_out,
+                len,
+            ) {
                 Ok(n) => reply.written(u32::try_from(n).unwrap_or(u32::MAX)),
                 Err(e) => reply.error(errno(e)),
             }
