@@ -4,6 +4,8 @@
 
 mod common;
 
+mod bench;
+mod cache;
 mod cli;
 mod companion;
 mod posix;

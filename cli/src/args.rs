@@ -62,6 +62,32 @@ pub(crate) enum Command {
         #[arg(long, value_enum, default_value_t = Shell::Sh)]
         shell: Shell,
     },
+    /// Measure temp-file workloads on a fresh private tmpfsd mount, a disk
+    /// temp directory (/var/tmp) and kernel tmpfs (/dev/shm), side by side,
+    /// or on the directories given.
+    Bench {
+        /// Directories to measure instead of the three defaults (each gets a
+        /// scratch directory that is removed afterwards).
+        dirs: Vec<PathBuf>,
+        /// Repetitions of the whole set; medians are reported.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+        reps: u32,
+        /// Smaller files and counts, for a first look in about a minute.
+        #[arg(long)]
+        quick: bool,
+        /// Only these workloads: seq, rand, small, dir, named, spooled, tree.
+        #[arg(long, value_delimiter = ',', value_name = "LIST")]
+        only: Vec<String>,
+        /// Mount options for the private tmpfsd mount, as for `mount`.
+        #[arg(short = 'o', value_name = "OPTS")]
+        options: Vec<String>,
+        /// Print JSON (samples, medians, ratios) instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Also draw the ratios as a bar chart into this SVG file.
+        #[arg(long, value_name = "FILE.svg")]
+        plot: Option<PathBuf>,
+    },
     /// Show the current user's tmpfsd mounts: size, used, free, files.
     Status {
         /// Only this mount.

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod bench;
 mod env;
 mod mount;
 mod run;
@@ -15,16 +16,37 @@ pub(crate) fn run(args: Args) -> Result<u8, CliError> {
     if let Command::Run { options, command } = &args.command {
         return run::run(options, command, &args.log_level);
     }
+    let args_level = args.log_level;
     match args.command {
         Command::Mount {
             dir,
             options,
             foreground,
             log_file,
-        } => mount::run(&dir, &options, foreground, &args.log_level, log_file.as_deref()),
+        } => mount::run(&dir, &options, foreground, &args_level, log_file.as_deref()),
         Command::Unmount { dir, lazy } => unmount::run(&dir, lazy),
         Command::Status { dir, json } => status::run(dir.as_deref(), json),
         Command::Env { dir, shell } => env::run(&dir, shell),
+        Command::Bench {
+            dirs,
+            reps,
+            quick,
+            only,
+            options,
+            json,
+            plot,
+        } => {
+            let args = bench::BenchArgs {
+                dirs,
+                reps,
+                quick,
+                only,
+                options,
+                json,
+                plot,
+            };
+            bench::run(&args, &args_level)
+        }
         Command::Run { .. } => unreachable!("handled above"),
     }
     .map(|()| 0)

@@ -1,0 +1,284 @@
+//! `tmpfsd bench [DIR...]`: temp-file workloads on a fresh private tmpfsd
+//! mount, a disk temp directory and kernel tmpfs (or on the directories
+//! given), interleaved in one run and repeated; medians, ratios, `--json`
+//! and `--plot FILE.svg`.
+//!
+//! The private mount is served by this process, like `tmpfsd run`, so that
+//! an interrupted run still unmounts: SIGINT, SIGTERM and SIGHUP stop the
+//! running workload at its next step, and everything is cleaned up.
+
+mod report;
+mod workloads;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context};
+use tmpfsd::{sys, MountConfig};
+
+use super::mount::{start, Running};
+use crate::{logging, usage, CliError};
+use report::{Measurement, Report};
+use workloads::{Sizes, Workload, INTERRUPTED};
+
+/// What a measured directory is, for the ratio columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum Kind {
+    /// A tmpfsd mount.
+    Tmpfsd,
+    /// Kernel tmpfs or ramfs.
+    Tmpfs,
+    /// Another FUSE file system.
+    Fuse,
+    /// Anything else: a disk file system.
+    Disk,
+}
+
+/// A directory under test.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(super) struct Target {
+    /// Column name.
+    pub label: String,
+    /// Where the scratch directories go.
+    pub path: PathBuf,
+    /// What it is.
+    pub kind: Kind,
+}
+
+/// Everything `tmpfsd bench` was asked for.
+#[derive(Debug)]
+pub(crate) struct BenchArgs {
+    pub(crate) dirs: Vec<PathBuf>,
+    pub(crate) reps: u32,
+    pub(crate) quick: bool,
+    pub(crate) only: Vec<String>,
+    pub(crate) options: Vec<String>,
+    pub(crate) json: bool,
+    pub(crate) plot: Option<PathBuf>,
+}
+
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+const RAMFS_MAGIC: i64 = 0x8584_58f6;
+
+pub(crate) fn run(args: &BenchArgs, log_level: &str) -> Result<(), CliError> {
+    let workloads = select(&args.only)?;
+    let config = MountConfig::from_options(&args.options).map_err(usage)?;
+    if let Some(plot) = &args.plot {
+        if plot.extension().and_then(|e| e.to_str()) != Some("svg") {
+            return Err(usage(format!("--plot {} must name an .svg file", plot.display())));
+        }
+    }
+    let mut targets = Vec::new();
+    for dir in &args.dirs {
+        targets.push(given_target(dir)?);
+    }
+    logging::init(log_level, None)?;
+    let sizes = if args.quick { Sizes::QUICK } else { Sizes::FULL };
+    let tarball = workloads::source_tarball(sizes.tree_files).context("cannot build the source tarball")?;
+
+    // The private mount, when no directories were given.
+    let mut private = None;
+    if targets.is_empty() {
+        let mount = PrivateMount::start(&config)?;
+        targets.push(Target {
+            label: "tmpfsd".into(),
+            path: mount.dir.clone(),
+            kind: Kind::Tmpfsd,
+        });
+        private = Some(mount);
+        for (label, dir, kind) in [("disk", "/var/tmp", Kind::Disk), ("tmpfs", "/dev/shm", Kind::Tmpfs)] {
+            match kind_of(Path::new(dir)) {
+                Ok(k) if k == kind => targets.push(Target {
+                    label: label.into(),
+                    path: dir.into(),
+                    kind,
+                }),
+                Ok(_) => eprintln!("tmpfsd: {dir} is not a {label} directory here; left out"),
+                Err(e) => eprintln!("tmpfsd: {dir} left out: {e}"),
+            }
+        }
+    }
+    let signals = super::mount::block_signals();
+    std::thread::Builder::new()
+        .name("tmpfsd-signals".into())
+        .spawn(move || {
+            let mut sig = 0;
+            // SAFETY: signals is an initialised set, sig a valid out pointer.
+            while unsafe { libc::sigwait(&signals, &mut sig) } != 0 {}
+            INTERRUPTED.store(true, Ordering::Relaxed);
+        })
+        .context("cannot start the signal thread")?;
+
+    let result = measure(&targets, &workloads, &sizes, &tarball, args.reps);
+    drop(private.take());
+    let report = Report::new(targets, args.reps, result?);
+    if let Some(plot) = &args.plot {
+        std::fs::write(plot, report.svg()).with_context(|| format!("cannot write {}", plot.display()))?;
+    }
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report.json()).context("cannot write JSON")?;
+        writeln!(out)?;
+    } else {
+        write!(out, "{}", report.table())?;
+    }
+    Ok(())
+}
+
+fn select(only: &[String]) -> Result<Vec<Workload>, CliError> {
+    if only.is_empty() {
+        return Ok(Workload::ALL.to_vec());
+    }
+    let mut chosen = Vec::new();
+    for name in only {
+        let w = Workload::from_name(name.trim()).ok_or_else(|| {
+            let known: Vec<_> = Workload::ALL.iter().map(|w| w.name()).collect();
+            usage(format!("unknown workload '{name}' (known: {})", known.join(", ")))
+        })?;
+        if !chosen.contains(&w) {
+            chosen.push(w);
+        }
+    }
+    Ok(chosen)
+}
+
+fn given_target(dir: &Path) -> Result<Target, CliError> {
+    let meta = std::fs::metadata(dir).map_err(|e| anyhow!("cannot measure {}: {e}", dir.display()))?;
+    if !meta.is_dir() {
+        return Err(anyhow!("cannot measure {}: not a directory", dir.display()).into());
+    }
+    let kind = kind_of(dir).map_err(|e| anyhow!("cannot measure {}: {e}", dir.display()))?;
+    let path = super::absolute(dir);
+    Ok(Target {
+        label: path.display().to_string(),
+        path,
+        kind,
+    })
+}
+
+fn kind_of(dir: &Path) -> anyhow::Result<Kind> {
+    let magic = sys::fs_type_magic(dir)?;
+    Ok(match magic {
+        TMPFS_MAGIC | RAMFS_MAGIC => Kind::Tmpfs,
+        sys::FUSE_SUPER_MAGIC => {
+            let path = super::absolute(dir);
+            let holder = sys::mounts()?
+                .into_iter()
+                .filter(|m| path.starts_with(&m.mount_point))
+                .max_by_key(|m| m.mount_point.as_os_str().len());
+            if holder.is_some_and(|m| m.is_tmpfsd()) {
+                Kind::Tmpfsd
+            } else {
+                Kind::Fuse
+            }
+        }
+        _ => Kind::Disk,
+    })
+}
+
+/// Runs every workload on every target, `reps` times, interleaved: each
+/// workload runs on all targets before the next starts, so that a noisy
+/// moment hits every column alike.
+fn measure(
+    targets: &[Target],
+    workloads: &[Workload],
+    sizes: &Sizes,
+    tarball: &[u8],
+    reps: u32,
+) -> anyhow::Result<Vec<Measurement>> {
+    let mut out = Vec::new();
+    let started = Instant::now();
+    for rep in 1..=reps {
+        for &w in workloads {
+            for (t, target) in targets.iter().enumerate() {
+                let scratch = tempfile::Builder::new()
+                    .prefix("tmpfsd-bench.")
+                    .tempdir_in(&target.path)
+                    .with_context(|| format!("cannot make a scratch directory in {}", target.path.display()))?;
+                let figures = w
+                    .run(scratch.path(), sizes, tarball)
+                    .with_context(|| format!("{} on {} failed", w.name(), target.label))?;
+                scratch
+                    .close()
+                    .with_context(|| format!("cannot remove the scratch directory in {}", target.path.display()))?;
+                let shown: Vec<String> = figures
+                    .iter()
+                    .map(|f| format!("{} {} {}", f.metric, report::format_value(f.value), f.unit))
+                    .collect();
+                eprintln!(
+                    "[{rep}/{reps} {:>4.0}s] {:<8} {:<12} {}",
+                    started.elapsed().as_secs_f64(),
+                    w.name(),
+                    target.label,
+                    shown.join(", ")
+                );
+                for f in figures {
+                    out.push(Measurement { target: t, figure: f });
+                }
+            }
+        }
+    }
+    if INTERRUPTED.load(Ordering::Relaxed) {
+        bail!("interrupted");
+    }
+    Ok(out)
+}
+
+/// A private tmpfsd mount served by this process; dropping it unmounts,
+/// frees everything and removes the mount point and the spill directory.
+struct PrivateMount {
+    dir: PathBuf,
+    running: Option<Running>,
+}
+
+impl PrivateMount {
+    fn start(config: &MountConfig) -> Result<Self, CliError> {
+        let base = std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .filter(|p| p.is_dir())
+            .unwrap_or_else(std::env::temp_dir);
+        let dir = tempfile::Builder::new()
+            .prefix("tmpfsd-bench.")
+            .tempdir_in(&base)
+            .with_context(|| format!("cannot make a mount point in {}", base.display()))?
+            .keep();
+        match start(&dir, config) {
+            Ok(running) => Ok(Self {
+                dir,
+                running: Some(running),
+            }),
+            Err(e) => {
+                let _ = std::fs::remove_dir(&dir);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for PrivateMount {
+    fn drop(&mut self) {
+        let Some(Running {
+            fs,
+            background,
+            session,
+            spill_dir,
+            ..
+        }) = self.running.take()
+        else {
+            return;
+        };
+        background.stop();
+        if sys::unmount(&self.dir, false).is_err() {
+            let _ = sys::unmount(&self.dir, true);
+        }
+        let _ = session.join();
+        drop(fs);
+        if let Some(p) = spill_dir {
+            let _ = std::fs::remove_dir(p);
+        }
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}

@@ -1,0 +1,406 @@
+//! Medians, ratios and the three ways `tmpfsd bench` shows them: a table,
+//! JSON and an SVG bar chart.
+
+use std::fmt::Write;
+
+use serde_json::{json, Value};
+
+use super::workloads::{Better, Figure};
+use super::{Kind, Target};
+
+/// One figure from one run on one target.
+#[derive(Debug, Clone)]
+pub(super) struct Measurement {
+    /// Index into the targets.
+    pub target: usize,
+    pub figure: Figure,
+}
+
+/// One metric across targets.
+#[derive(Debug, Clone)]
+struct Row {
+    metric: &'static str,
+    unit: &'static str,
+    better: Better,
+    /// Samples per target, in run order.
+    samples: Vec<Vec<f64>>,
+}
+
+impl Row {
+    fn median(&self, t: usize) -> Option<f64> {
+        median(&self.samples[t])
+    }
+
+    /// Speed of `t` relative to `reference`: above 1 is faster, whichever
+    /// way the unit runs.
+    fn ratio(&self, t: usize, reference: usize) -> Option<f64> {
+        let (a, b) = (self.median(t)?, self.median(reference)?);
+        let r = match self.better {
+            Better::Higher => a / b,
+            Better::Lower => b / a,
+        };
+        r.is_finite().then_some(r)
+    }
+}
+
+fn median(v: &[f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let m = s.len() / 2;
+    Some(if s.len() % 2 == 1 {
+        s[m]
+    } else {
+        (s[m - 1] + s[m]) / 2.0
+    })
+}
+
+/// Three or four significant figures, no exponent.
+pub(super) fn format_value(v: f64) -> String {
+    if v >= 1000.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// The results of a run.
+#[derive(Debug)]
+pub(super) struct Report {
+    targets: Vec<Target>,
+    reps: u32,
+    rows: Vec<Row>,
+    tmpfs: Option<usize>,
+    disk: Option<usize>,
+}
+
+impl Report {
+    pub(super) fn new(targets: Vec<Target>, reps: u32, measurements: Vec<Measurement>) -> Self {
+        let mut rows: Vec<Row> = Vec::new();
+        for m in measurements {
+            let i = match rows.iter().position(|r| r.metric == m.figure.metric) {
+                Some(i) => i,
+                None => {
+                    rows.push(Row {
+                        metric: m.figure.metric,
+                        unit: m.figure.unit,
+                        better: m.figure.better,
+                        samples: vec![Vec::new(); targets.len()],
+                    });
+                    rows.len() - 1
+                }
+            };
+            rows[i].samples[m.target].push(m.figure.value);
+        }
+        let tmpfs = targets.iter().position(|t| t.kind == Kind::Tmpfs);
+        let disk = targets.iter().position(|t| t.kind == Kind::Disk);
+        Self {
+            targets,
+            reps,
+            rows,
+            tmpfs,
+            disk,
+        }
+    }
+
+    /// Ratio columns: each target against tmpfs, and each target that is
+    /// neither against disk.
+    fn ratio_columns(&self) -> Vec<(usize, usize)> {
+        let mut cols = Vec::new();
+        for (reference, skip) in [(self.tmpfs, None), (self.disk, self.tmpfs)] {
+            let Some(r) = reference else { continue };
+            for t in 0..self.targets.len() {
+                if t != r && Some(t) != skip {
+                    cols.push((t, r));
+                }
+            }
+        }
+        cols
+    }
+
+    /// The human table.
+    pub(super) fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "tmpfsd bench: medians of {} repetition{}; ratios are speed (above 1 is faster; for seconds, the inverse)",
+            self.reps,
+            if self.reps == 1 { "" } else { "s" }
+        );
+        for t in &self.targets {
+            let _ = writeln!(out, "  {:<10} {} ({:?})", t.label, t.path.display(), t.kind);
+        }
+        out.push('\n');
+        let width = |label: &str| label.len().max(9);
+        let _ = write!(out, "{:<20} {:<9}", "metric", "unit");
+        for t in &self.targets {
+            let _ = write!(out, " {:>w$}", t.label, w = width(&t.label));
+        }
+        let ratio_labels: Vec<String> = self
+            .ratio_columns()
+            .iter()
+            .map(|&(t, r)| format!("{}/{}", self.targets[t].label, self.targets[r].label))
+            .collect();
+        for l in &ratio_labels {
+            let _ = write!(out, " {:>w$}", l, w = width(l));
+        }
+        out.push('\n');
+        for row in &self.rows {
+            let _ = write!(out, "{:<20} {:<9}", row.metric, row.unit);
+            for (t, target) in self.targets.iter().enumerate() {
+                let v = row.median(t).map_or_else(|| "-".into(), format_value);
+                let _ = write!(out, " {:>w$}", v, w = width(&target.label));
+            }
+            for (&(t, r), l) in self.ratio_columns().iter().zip(&ratio_labels) {
+                let v = row.ratio(t, r).map_or_else(|| "-".into(), |x| format!("{x:.2}x"));
+                let _ = write!(out, " {:>w$}", v, w = width(l));
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Everything, for machines: samples, medians and ratios.
+    pub(super) fn json(&self) -> Value {
+        let rows: Vec<Value> = self
+            .rows
+            .iter()
+            .map(|row| {
+                let per_target: Vec<Value> = self
+                    .targets
+                    .iter()
+                    .enumerate()
+                    .map(|(t, target)| {
+                        json!({
+                            "target": target.label,
+                            "samples": row.samples[t],
+                            "median": row.median(t),
+                            "ratio_to_tmpfs": self.tmpfs.and_then(|r| row.ratio(t, r)),
+                            "ratio_to_disk": self.disk.and_then(|r| row.ratio(t, r)),
+                        })
+                    })
+                    .collect();
+                json!({
+                    "metric": row.metric,
+                    "unit": row.unit,
+                    "better": row.better,
+                    "results": per_target,
+                })
+            })
+            .collect();
+        json!({
+            "repetitions": self.reps,
+            "targets": self.targets,
+            "metrics": rows,
+        })
+    }
+
+    /// A horizontal bar chart: one group per metric, one bar per target,
+    /// the bar's length its speed relative to the reference (tmpfs, else
+    /// disk, else the first target) on a log scale, labelled with the
+    /// median and the ratio.
+    pub(super) fn svg(&self) -> String {
+        const COLORS: [&str; 6] = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02"];
+        let reference = self.tmpfs.or(self.disk).unwrap_or(0);
+        let ratios: Vec<Vec<Option<f64>>> = self
+            .rows
+            .iter()
+            .map(|row| (0..self.targets.len()).map(|t| row.ratio(t, reference)).collect())
+            .collect();
+        let all = ratios.iter().flatten().flatten().copied();
+        let lo = all.clone().fold(1.0f64, f64::min).log10().floor().min(-1.0);
+        let hi = all.fold(1.0f64, f64::max).log10().ceil().max(1.0);
+        let (left, right, top, bar, gap) = (190.0, 250.0, 90.0, 16.0, 14.0);
+        let plot_w = 520.0;
+        let n = self.targets.len() as f64;
+        let group_h = n * bar + gap;
+        let height = top + group_h * self.rows.len() as f64 + 50.0;
+        let width = left + plot_w + right;
+        let x = |r: f64| left + (r.log10() - lo) / (hi - lo) * plot_w;
+
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">"#
+        );
+        let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+        let _ = writeln!(
+            s,
+            r#"<text x="{left}" y="24" font-size="16" font-weight="bold">tmpfsd bench: speed relative to {} (log scale, right is faster)</text>"#,
+            xml(&self.targets[reference].label)
+        );
+        let _ = writeln!(
+            s,
+            r##"<text x="{left}" y="42" fill="#555">medians of {} repetition{}; for times (untar, rm_rf) the inverse ratio</text>"##,
+            self.reps,
+            if self.reps == 1 { "" } else { "s" }
+        );
+        // Legend.
+        let mut lx = left;
+        for (t, target) in self.targets.iter().enumerate() {
+            let c = COLORS[t % COLORS.len()];
+            let _ = writeln!(s, r#"<rect x="{lx}" y="54" width="12" height="12" fill="{c}"/>"#);
+            let _ = writeln!(s, r#"<text x="{}" y="65">{}</text>"#, lx + 16.0, xml(&target.label));
+            lx += 24.0 + 7.0 * target.label.len() as f64;
+        }
+        // Decade grid lines, with 1 (the reference) stronger.
+        let bottom = height - 40.0;
+        let mut d = lo;
+        while d <= hi + 1e-9 {
+            let gx = x(10f64.powf(d));
+            let (stroke, w) = if d.abs() < 1e-9 { ("#000", 1.5) } else { ("#ccc", 1.0) };
+            let _ = writeln!(
+                s,
+                r#"<line x1="{gx:.1}" y1="{top}" x2="{gx:.1}" y2="{bottom}" stroke="{stroke}" stroke-width="{w}"/>"#
+            );
+            let _ = writeln!(
+                s,
+                r##"<text x="{gx:.1}" y="{}" text-anchor="middle" fill="#555">{}x</text>"##,
+                bottom + 16.0,
+                format_ratio(10f64.powf(d))
+            );
+            d += 1.0;
+        }
+        for (i, row) in self.rows.iter().enumerate() {
+            let gy = top + group_h * i as f64;
+            let _ = writeln!(
+                s,
+                r#"<text x="{}" y="{:.1}" text-anchor="end" font-weight="bold">{}</text>"#,
+                left - 8.0,
+                gy + n * bar / 2.0 + 4.0,
+                xml(row.metric)
+            );
+            for (t, ratio) in ratios[i].iter().enumerate() {
+                let y = gy + bar * t as f64;
+                let c = COLORS[t % COLORS.len()];
+                let label = match (row.median(t), ratio) {
+                    (Some(v), Some(r)) => format!("{} {} ({}x)", format_value(v), row.unit, format_ratio(*r)),
+                    _ => "-".into(),
+                };
+                if let Some(r) = ratio {
+                    let x0 = left;
+                    let x1 = x(r.clamp(10f64.powf(lo), 10f64.powf(hi)));
+                    let _ = writeln!(
+                        s,
+                        r#"<rect x="{x0}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{c}"/>"#,
+                        y + 1.0,
+                        (x1 - x0).max(1.0),
+                        bar - 2.0
+                    );
+                }
+                let _ = writeln!(
+                    s,
+                    r##"<text x="{:.1}" y="{:.1}" fill="#333">{}</text>"##,
+                    left + plot_w + 6.0,
+                    y + bar - 4.0,
+                    xml(&label)
+                );
+            }
+        }
+        s.push_str("</svg>\n");
+        s
+    }
+}
+
+fn format_ratio(r: f64) -> String {
+    if r >= 10.0 {
+        format!("{r:.0}")
+    } else if r >= 0.1 {
+        format!("{:.2}", r)
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
+    } else {
+        let s = format!("{r:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn target(label: &str, kind: Kind) -> Target {
+        Target {
+            label: label.into(),
+            path: PathBuf::from("/x"),
+            kind,
+        }
+    }
+
+    fn m(target: usize, metric: &'static str, better: Better, value: f64) -> Measurement {
+        Measurement {
+            target,
+            figure: Figure {
+                metric,
+                unit: if better == Better::Lower { "s" } else { "MB/s" },
+                better,
+                value,
+            },
+        }
+    }
+
+    fn report() -> Report {
+        let targets = vec![
+            target("tmpfsd", Kind::Tmpfsd),
+            target("disk", Kind::Disk),
+            target("tmpfs", Kind::Tmpfs),
+        ];
+        let mut ms = Vec::new();
+        for (t, vals) in [
+            (0, [100.0, 300.0, 200.0]),
+            (1, [50.0, 50.0, 60.0]),
+            (2, [400.0, 400.0, 1.0]),
+        ] {
+            for v in vals {
+                ms.push(m(t, "seq_write", Better::Higher, v));
+            }
+        }
+        ms.push(m(0, "untar", Better::Lower, 2.0));
+        ms.push(m(1, "untar", Better::Lower, 4.0));
+        ms.push(m(2, "untar", Better::Lower, 1.0));
+        Report::new(targets, 3, ms)
+    }
+
+    #[test]
+    fn medians_and_ratios() {
+        let r = report();
+        let row = &r.rows[0];
+        assert_eq!(row.median(0), Some(200.0));
+        assert_eq!(row.median(2), Some(400.0));
+        assert_eq!(row.ratio(0, 2), Some(0.5));
+        assert_eq!(row.ratio(0, 1), Some(4.0));
+        // Seconds: half the time is twice the speed.
+        assert_eq!(r.rows[1].ratio(0, 1), Some(2.0));
+        assert_eq!(r.rows[1].ratio(0, 2), Some(0.5));
+        assert_eq!(median(&[1.0, 2.0, 3.0, 4.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+    }
+
+    #[test]
+    fn table_json_and_plot_carry_the_figures() {
+        let r = report();
+        let table = r.table();
+        assert!(table.contains("tmpfsd/tmpfs"), "{table}");
+        assert!(table.contains("tmpfsd/disk"), "{table}");
+        assert!(table.contains("disk/tmpfs"), "{table}");
+        assert!(table.contains("0.50x") && table.contains("4.00x"), "{table}");
+        let j = r.json();
+        assert_eq!(j["metrics"][0]["results"][0]["median"], 200.0);
+        assert_eq!(j["metrics"][0]["results"][0]["ratio_to_tmpfs"], 0.5);
+        assert_eq!(j["metrics"][1]["results"][0]["ratio_to_disk"], 2.0);
+        let svg = r.svg();
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert!(svg.contains("seq_write") && svg.contains("200.0 MB/s (0.5x)"), "{svg}");
+        assert_eq!(svg.matches("<rect").count(), 1 + 3 + 6, "background, legend, bars");
+    }
+}

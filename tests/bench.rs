@@ -1,0 +1,120 @@
+//! `tmpfsd bench`: it measures, reports in every form it promises, and
+//! leaves no mount, scratch directory or spill directory behind.
+
+use std::fs;
+use std::process::Command;
+
+use serde_json::Value;
+use tmpfsd::sys;
+
+use crate::common::{bin, MountGuard};
+
+fn bench(args: &[&str]) -> std::process::Output {
+    Command::new(bin()).arg("bench").args(args).output().expect("run tmpfsd bench")
+}
+
+fn no_bench_mounts() -> bool {
+    sys::mounts()
+        .unwrap()
+        .iter()
+        .all(|m| !m.mount_point.to_string_lossy().contains("tmpfsd-bench."))
+}
+
+#[test]
+fn bench_mistakes_get_one_line() {
+    for (args, needle) in [
+        (vec!["--only", "seq,bogus"], "unknown workload 'bogus'"),
+        (vec!["--plot", "/tmp/chart.png"], "must name an .svg file"),
+        (vec!["--reps", "0"], "--reps"),
+        (vec!["/nonexistent/dir"], "cannot measure /nonexistent/dir"),
+        (vec!["-o", "spool=0"], "spool"),
+    ] {
+        let out = bench(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err:?} does not mention {needle:?}");
+    }
+}
+
+#[test]
+fn bench_measures_private_mount_disk_and_tmpfs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let svg = tmp.path().join("chart.svg");
+    let out = bench(&[
+        "--quick",
+        "--reps",
+        "2",
+        "--only",
+        "small,tree",
+        "--json",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed: {err}");
+    // Progress: one line per workload, target and repetition.
+    assert!(err.lines().filter(|l| l.starts_with("[2/2")).count() >= 2, "{err}");
+    let j: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(j["repetitions"], 2);
+    let kinds: Vec<&str> = j["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds[0], "tmpfsd", "{kinds:?}");
+    let metrics: Vec<&str> = j["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["metric"].as_str().unwrap())
+        .collect();
+    assert_eq!(metrics, ["small_create_unlink", "untar", "rm_rf"]);
+    for m in j["metrics"].as_array().unwrap() {
+        for r in m["results"].as_array().unwrap() {
+            let samples = r["samples"].as_array().unwrap();
+            assert_eq!(samples.len(), 2, "{m}");
+            assert!(r["median"].as_f64().unwrap() > 0.0, "{m}");
+        }
+    }
+    if kinds.contains(&"tmpfs") {
+        let r = &j["metrics"][0]["results"][0]["ratio_to_tmpfs"];
+        assert!(r.as_f64().unwrap() > 0.0, "{r}");
+    }
+    let chart = fs::read_to_string(&svg).unwrap();
+    assert!(chart.starts_with("<svg") && chart.contains("small_create_unlink"));
+    assert!(no_bench_mounts(), "the private mount survived the run");
+    for base in ["/var/tmp", "/dev/shm"] {
+        if let Ok(entries) = fs::read_dir(base) {
+            let left: Vec<_> = entries
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("tmpfsd-bench."))
+                .collect();
+            assert!(left.is_empty(), "scratch directories left in {base}: {left:?}");
+        }
+    }
+}
+
+#[test]
+fn bench_on_given_directories_names_what_they_are() {
+    let m = MountGuard::new("");
+    let plain = tempfile::tempdir_in("/var/tmp").unwrap();
+    let out = bench(&[
+        "--quick",
+        "--reps",
+        "1",
+        "--only",
+        "named",
+        m.path().to_str().unwrap(),
+        plain.path().to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed: {err}");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("(Tmpfsd)"), "{table}");
+    assert!(table.contains("named_tempfile_64k"), "{table}");
+    // The given directories are left as they were.
+    assert_eq!(fs::read_dir(m.path()).unwrap().count(), 0);
+    assert_eq!(fs::read_dir(plain.path()).unwrap().count(), 0);
+}

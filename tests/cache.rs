@@ -1,0 +1,128 @@
+//! The kernel caches pages, entries, attributes and listings for an hour
+//! and opens files without asking the daemon: none of it may ever serve
+//! stale data. Changes made through one descriptor, by another process,
+//! by truncation, across tiers and by the daemon itself (expire=) are
+//! seen at once everywhere.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::process::Command;
+
+use crate::common::{eventually, MountGuard};
+
+fn sh(script: &str, dir: &std::path::Path) {
+    let st = Command::new("sh").arg("-c").arg(script).current_dir(dir).status().unwrap();
+    assert!(st.success(), "{script} failed");
+}
+
+fn read_all(p: &std::path::Path) -> Vec<u8> {
+    let mut v = Vec::new();
+    File::open(p).unwrap().read_to_end(&mut v).unwrap();
+    v
+}
+
+#[test]
+fn two_descriptors_in_one_process_agree() {
+    let m = MountGuard::new("");
+    let p = m.join("f");
+    fs::write(&p, b"old old old").unwrap();
+    let reader = File::open(&p).unwrap();
+    let mut buf = [0u8; 11];
+    reader.read_exact_at(&mut buf, 0).unwrap();
+    assert_eq!(&buf, b"old old old");
+    let writer = OpenOptions::new().write(true).open(&p).unwrap();
+    writer.write_all_at(b"new", 4).unwrap();
+    reader.read_exact_at(&mut buf, 0).unwrap();
+    assert_eq!(&buf, b"old new old");
+    writer.set_len(3).unwrap();
+    assert_eq!(reader.metadata().unwrap().len(), 3);
+    let mut rest = Vec::new();
+    (&reader).read_to_end(&mut rest).unwrap();
+    assert_eq!(read_all(&p), b"old");
+}
+
+#[test]
+fn another_process_writes_truncates_and_appends() {
+    let m = MountGuard::new("");
+    let p = m.join("f");
+    fs::write(&p, b"0123456789").unwrap();
+    let held = File::open(&p).unwrap();
+    assert_eq!(read_all(&p), b"0123456789");
+    // Replaced by another process (O_TRUNC and a write).
+    sh("printf abc > f", m.path());
+    assert_eq!(read_all(&p), b"abc");
+    let mut buf = [0u8; 16];
+    assert_eq!(held.read_at(&mut buf, 0).unwrap(), 3);
+    assert_eq!(&buf[..3], b"abc");
+    // Appended to by another process: size and bytes show at once.
+    sh("printf defgh >> f", m.path());
+    assert_eq!(fs::metadata(&p).unwrap().len(), 8);
+    assert_eq!(held.read_at(&mut buf, 0).unwrap(), 8);
+    assert_eq!(&buf[..8], b"abcdefgh");
+    // Truncated by another process.
+    sh("truncate -s 2 f", m.path());
+    assert_eq!(held.metadata().unwrap().len(), 2);
+    assert_eq!(held.read_at(&mut buf, 0).unwrap(), 2);
+    assert_eq!(read_all(&p), b"ab");
+    // Overwritten in the middle with dd (no truncation).
+    sh("printf 0123456789 > f && printf XY | dd of=f bs=1 seek=4 conv=notrunc status=none", m.path());
+    assert_eq!(read_all(&p), b"0123XY6789");
+    assert_eq!(held.read_at(&mut buf, 0).unwrap(), 10);
+    assert_eq!(&buf[..10], b"0123XY6789");
+}
+
+#[test]
+fn a_shared_mapping_sees_other_writers() {
+    let m = MountGuard::new("");
+    let p = m.join("f");
+    fs::write(&p, vec![b'a'; 8192]).unwrap();
+    let f = OpenOptions::new().read(true).write(true).open(&p).unwrap();
+    let map = unsafe { memmap2::Mmap::map(&f) }.unwrap();
+    assert_eq!(map[5000], b'a');
+    sh("printf Z | dd of=f bs=1 seek=5000 conv=notrunc status=none", m.path());
+    assert_eq!(map[5000], b'Z');
+    assert_eq!(read_all(&p)[5000], b'Z');
+}
+
+#[test]
+fn spilled_and_returned_files_stay_coherent() {
+    // Writes from another process move the file across tiers while this
+    // one holds it open and has its pages cached.
+    let m = MountGuard::new("spool=64k");
+    let p = m.join("big");
+    let mut f = File::create(&p).unwrap();
+    f.write_all(&vec![1u8; 1 << 20]).unwrap();
+    drop(f);
+    let held = File::open(&p).unwrap();
+    let mut all = Vec::new();
+    (&held).read_to_end(&mut all).unwrap();
+    assert_eq!(all.len(), 1 << 20);
+    sh("printf 2222 | dd of=big bs=1 seek=700000 conv=notrunc status=none", m.path());
+    let mut buf = [0u8; 6];
+    held.read_exact_at(&mut buf, 699_999).unwrap();
+    assert_eq!(&buf, &[1, b'2', b'2', b'2', b'2', 1]);
+    // Back to RAM: truncated far below the threshold, then grown again.
+    sh("truncate -s 1000 big && printf tail >> big", m.path());
+    assert_eq!(held.metadata().unwrap().len(), 1004);
+    let mut back = Vec::new();
+    File::open(&p).unwrap().read_to_end(&mut back).unwrap();
+    assert_eq!(back.len(), 1004);
+    assert!(back[..1000].iter().all(|&b| b == 1));
+    assert_eq!(&back[1000..], b"tail");
+}
+
+#[test]
+fn names_removed_by_the_daemon_vanish_from_cached_lookups_and_listings() {
+    let m = MountGuard::new("expire=1s");
+    fs::create_dir(m.join("d")).unwrap();
+    fs::write(m.join("d/gone"), b"x").unwrap();
+    // Cache the entry, its attributes and the listing.
+    assert!(m.join("d/gone").exists());
+    assert_eq!(fs::read_dir(m.join("d")).unwrap().count(), 1);
+    eventually(15, "the expired file disappears from lookups", || !m.join("d/gone").exists());
+    assert_eq!(fs::read_dir(m.join("d")).unwrap().count(), 0, "listing still shows it");
+    // The name can be used again at once.
+    fs::write(m.join("d/gone"), b"again").unwrap();
+    assert_eq!(fs::read(m.join("d/gone")).unwrap(), b"again");
+}
