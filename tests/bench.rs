@@ -10,7 +10,11 @@ use tmpfsd::sys;
 use crate::common::{bin, MountGuard};
 
 fn bench(args: &[&str]) -> std::process::Output {
-    Command::new(bin()).arg("bench").args(args).output().expect("run tmpfsd bench")
+    Command::new(bin())
+        .arg("bench")
+        .args(args)
+        .output()
+        .expect("run tmpfsd bench")
 }
 
 fn no_bench_mounts() -> bool {

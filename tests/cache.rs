@@ -12,7 +12,12 @@ use std::process::Command;
 use crate::common::{eventually, MountGuard};
 
 fn sh(script: &str, dir: &std::path::Path) {
-    let st = Command::new("sh").arg("-c").arg(script).current_dir(dir).status().unwrap();
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .status()
+        .unwrap();
     assert!(st.success(), "{script} failed");
 }
 
@@ -66,7 +71,10 @@ fn another_process_writes_truncates_and_appends() {
     assert_eq!(held.read_at(&mut buf, 0).unwrap(), 2);
     assert_eq!(read_all(&p), b"ab");
     // Overwritten in the middle with dd (no truncation).
-    sh("printf 0123456789 > f && printf XY | dd of=f bs=1 seek=4 conv=notrunc status=none", m.path());
+    sh(
+        "printf 0123456789 > f && printf XY | dd of=f bs=1 seek=4 conv=notrunc status=none",
+        m.path(),
+    );
     assert_eq!(read_all(&p), b"0123XY6789");
     assert_eq!(held.read_at(&mut buf, 0).unwrap(), 10);
     assert_eq!(&buf[..10], b"0123XY6789");
@@ -98,7 +106,10 @@ fn spilled_and_returned_files_stay_coherent() {
     let mut all = Vec::new();
     (&held).read_to_end(&mut all).unwrap();
     assert_eq!(all.len(), 1 << 20);
-    sh("printf 2222 | dd of=big bs=1 seek=700000 conv=notrunc status=none", m.path());
+    sh(
+        "printf 2222 | dd of=big bs=1 seek=700000 conv=notrunc status=none",
+        m.path(),
+    );
     let mut buf = [0u8; 6];
     held.read_exact_at(&mut buf, 699_999).unwrap();
     assert_eq!(&buf, &[1, b'2', b'2', b'2', b'2', 1]);
@@ -120,9 +131,48 @@ fn names_removed_by_the_daemon_vanish_from_cached_lookups_and_listings() {
     // Cache the entry, its attributes and the listing.
     assert!(m.join("d/gone").exists());
     assert_eq!(fs::read_dir(m.join("d")).unwrap().count(), 1);
-    eventually(15, "the expired file disappears from lookups", || !m.join("d/gone").exists());
+    eventually(15, "the expired file disappears from lookups", || {
+        !m.join("d/gone").exists()
+    });
     assert_eq!(fs::read_dir(m.join("d")).unwrap().count(), 0, "listing still shows it");
     // The name can be used again at once.
     fs::write(m.join("d/gone"), b"again").unwrap();
     assert_eq!(fs::read(m.join("d/gone")).unwrap(), b"again");
+}
+
+#[test]
+fn created_files_are_freed_after_unlink_once_opens_are_stateless() {
+    // The kernel stops sending OPEN after the first one is declined, and
+    // then sends no RELEASE for created files either: nothing may wait
+    // for one.
+    let m = MountGuard::new("");
+    fs::write(m.join("first"), b"x").unwrap();
+    assert_eq!(fs::read(m.join("first")).unwrap(), b"x");
+    for i in 0..50 {
+        let p = m.join(format!("f{i}"));
+        let mut f = File::create(&p).unwrap();
+        f.write_all(&[7u8; 100_000]).unwrap();
+        drop(f);
+        fs::remove_file(&p).unwrap();
+    }
+    // Held open across the unlink: alive until closed, then freed.
+    let mut held = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(m.join("held"))
+        .unwrap();
+    held.write_all(&[9u8; 300_000]).unwrap();
+    fs::remove_file(m.join("held")).unwrap();
+    let mut back = Vec::new();
+    let mut r = &held;
+    std::io::Seek::seek(&mut r, std::io::SeekFrom::Start(0)).unwrap();
+    r.read_to_end(&mut back).unwrap();
+    assert_eq!(back.len(), 300_000);
+    drop(held);
+    eventually(10, "every unlinked byte is freed", || {
+        let c = m.counters();
+        // What is left: the one-byte file "first" (one small buffer).
+        c["bytes"].as_u64().unwrap() < 4096 && c["open_handles"] == 0 && c["inodes"] == 2
+    });
 }

@@ -326,6 +326,10 @@ impl Filesystem for FuseFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        // Handle 0: a file created while opens are stateless.
+        if fh.0 == 0 {
+            return reply.ok();
+        }
         guarded("release", || reply_empty(reply, self.fs.release(handle(fh))));
     }
 
@@ -451,13 +455,24 @@ impl Filesystem for FuseFs {
                 .fs
                 .create(caller(req), node(parent), name, mode & !umask & 0o7777, flags)
             {
-                Ok((e, fh)) => reply.created(
-                    &TTL,
-                    &file_attr(&e.attr),
-                    Generation(e.generation.0),
-                    FileHandle(fh.0),
-                    OPEN_FLAGS,
-                ),
+                Ok((e, fh)) => {
+                    // Once opens are stateless the kernel sends no RELEASE
+                    // for created files either: the file lives on the
+                    // kernel's lookup reference, like any other open file.
+                    let fh = if self.fs.stateless_opens() {
+                        let _ = self.fs.release(fh);
+                        0
+                    } else {
+                        fh.0
+                    };
+                    reply.created(
+                        &TTL,
+                        &file_attr(&e.attr),
+                        Generation(e.generation.0),
+                        FileHandle(fh),
+                        OPEN_FLAGS,
+                    );
+                }
                 Err(e) => reply.error(errno(e)),
             }
         });
