@@ -12,6 +12,7 @@
 //! | `spill_dir=` | `/var/tmp`, else `$HOME/.cache`: the first that is not memory-backed |
 //! | `mode=` | `0700` |
 //! | `uid=`, `gid=` | the mounting user's |
+//! | `writeback=` | `on`: the kernel caches writes (ENOSPC shows at fsync/close) |
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -47,6 +48,11 @@ pub struct MountConfig {
     pub delete_on_close: bool,
     /// Remove files untouched for this long.
     pub expire: Option<Duration>,
+    /// Let the kernel cache writes and send them in the background (FUSE
+    /// writeback cache). Much faster small and random writes; the price is
+    /// that running out of space (`size=` or the spill disk) is reported
+    /// by fsync and close rather than by the write itself, as on NFS.
+    pub writeback: bool,
 }
 
 /// Options as given, before the defaults that depend on each other.
@@ -130,6 +136,7 @@ impl MountConfig {
             allow_tmpfs_spill: false,
             delete_on_close: false,
             expire: None,
+            writeback: true,
         }
     }
 
@@ -197,6 +204,13 @@ impl MountConfig {
             "delete_on_close" => {
                 flag()?;
                 self.delete_on_close = true;
+            }
+            "writeback" => {
+                self.writeback = match need()? {
+                    "on" => true,
+                    "off" => false,
+                    _ => return Err(ConfigError::new(opt, "expected on or off")),
+                };
             }
             "encrypt_spill" => return Err(ConfigError::new(opt, "is not implemented yet")),
             // Accepted for fstab compatibility: these are always in force.
@@ -355,6 +369,9 @@ mod tests {
         assert_eq!(c.max_ram, physical_ram() / 100 * 10);
         assert_eq!(c.expire, Some(Duration::from_secs(7200)));
         assert!(c.delete_on_close);
+        assert!(c.writeback, "writeback caching is on by default");
+        assert!(!MountConfig::parse("writeback=off").unwrap().writeback);
+        assert!(MountConfig::parse("writeback=on").unwrap().writeback);
         for bad in [
             "bogus",
             "size=",

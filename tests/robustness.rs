@@ -34,7 +34,8 @@ fn statvfs(p: &std::path::Path) -> libc::statvfs {
 
 #[test]
 fn size_limit_gives_enospc_and_harms_nothing_else() {
-    let mut m = MountGuard::new("size=8m");
+    // writeback=off: ENOSPC comes from the write itself.
+    let mut m = MountGuard::new("size=8m,writeback=off");
     let keep: Vec<u8> = (0..1_000_000u32).map(|i| i as u8).collect();
     fs::write(m.join("keep"), &keep).unwrap();
     let st = statvfs(m.path());
@@ -69,6 +70,38 @@ fn size_limit_gives_enospc_and_harms_nothing_else() {
     }
     fs::write(m.join("again"), vec![2u8; 4 << 20]).unwrap();
     assert!(m.daemon_alive());
+}
+
+#[test]
+fn with_writeback_a_full_mount_reports_enospc_at_fsync_and_harms_nothing_else() {
+    let mut m = MountGuard::new("size=8m");
+    let keep: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7) as u8).collect();
+    fs::write(m.join("keep"), &keep).unwrap();
+    let mut f = File::create(m.join("filler")).unwrap();
+    let chunk = vec![1u8; 1 << 20];
+    // Writes land in the page cache; the daemon refuses them as they
+    // arrive, and the error surfaces by fsync at the latest.
+    let mut failed = None;
+    for _ in 0..12 {
+        if let Err(e) = f.write_all(&chunk) {
+            failed = Some(e);
+            break;
+        }
+    }
+    let err = failed
+        .or_else(|| f.sync_all().err())
+        .expect("no ENOSPC past the size limit");
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+    drop(f);
+    assert_eq!(fs::read(m.join("keep")).unwrap(), keep);
+    assert!(m.daemon_alive());
+    fs::remove_file(m.join("filler")).unwrap();
+    crate::common::eventually(10, "the space comes back", || {
+        let st = statvfs(m.path());
+        (st.f_blocks - st.f_bfree) * st.f_frsize < 1_200_000
+    });
+    fs::write(m.join("again"), vec![2u8; 4 << 20]).unwrap();
+    assert_eq!(fs::read(m.join("again")).unwrap().len(), 4 << 20);
 }
 
 #[test]

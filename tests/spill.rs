@@ -127,7 +127,7 @@ fn tier_changes_under_concurrent_readers_writers_and_mmap() {
 fn a_full_spill_disk_gives_that_writer_enospc_and_harms_nothing_else() {
     let disk = LoopFs::new(48);
     let mut m = MountGuard::new(&format!(
-        "size=1g,spool=1m,max_ram=4m,spill_dir={}",
+        "size=1g,spool=1m,max_ram=4m,writeback=off,spill_dir={}",
         disk.path().display()
     ));
     let mut keep = vec![0u8; 3 << 20];

@@ -543,7 +543,7 @@ impl Fs {
     ///
     /// # Errors
     /// EISDIR/EINVAL for a size on a non-file, EFBIG past the largest size.
-    pub fn setattr(&self, _caller: Caller, ino: NodeId, set: SetAttr) -> FsResult<Attr> {
+    pub fn setattr(&self, caller: Caller, ino: NodeId, set: SetAttr) -> FsResult<Attr> {
         let node = self.node(ino)?;
         node.touch();
         let t = now();
@@ -567,6 +567,14 @@ impl Fs {
             size_changed = true;
         }
         let mut m = node.meta.lock();
+        // Privileges a change of contents or owner takes away (the kernel
+        // leaves this to us): a truncate by an unprivileged caller, a chown
+        // of anything but a directory. An explicit mode wins.
+        let chown = set.uid.is_some() || set.gid.is_some();
+        if node.kind == Kind::File && (size_changed || chown) {
+            let freed = m.kill_privileges(chown || !caller.is_root());
+            self.budget.release_ram(freed);
+        }
         if let Some(mode) = set.mode {
             m.perm = mode & 0o7777;
         }
@@ -1182,6 +1190,16 @@ impl Fs {
     /// # Errors
     /// EBADF, EFBIG, ENOSPC (nothing written then).
     pub fn write(&self, fh: HandleId, off: u64, data: &[u8]) -> FsResult<u32> {
+        self.write_killing(fh, off, data, false)
+    }
+
+    /// [`Fs::write`] that also drops set-user-ID and set-group-ID when
+    /// `kill_setid` (an unprivileged writer, as the adapter's kernel says);
+    /// file capabilities go with any write.
+    ///
+    /// # Errors
+    /// As for [`Fs::write`].
+    pub fn write_killing(&self, fh: HandleId, off: u64, data: &[u8], kill_setid: bool) -> FsResult<u32> {
         let h = self.file_of(fh)?;
         let file = h.node.file().ok_or(FsError::Io)?;
         let mut d = file.write();
@@ -1195,7 +1213,13 @@ impl Fs {
         h.node.publish(&d);
         drop(d);
         h.node.touch();
-        h.node.meta.lock().touch_modified(now());
+        let mut m = h.node.meta.lock();
+        m.touch_modified(now());
+        if kill_setid || !m.xattrs.is_empty() {
+            let freed = m.kill_privileges(kill_setid);
+            self.budget.release_ram(freed);
+        }
+        drop(m);
         u32::try_from(data.len()).map_err(|_| FsError::Invalid)
     }
 

@@ -51,7 +51,9 @@ pub(crate) mod mode {
     pub(crate) const S_IFDIR: u32 = 0o040_000;
     pub(crate) const S_IFCHR: u32 = 0o020_000;
     pub(crate) const S_IFIFO: u32 = 0o010_000;
+    pub(crate) const S_ISUID: u32 = 0o4000;
     pub(crate) const S_ISGID: u32 = 0o2000;
+    pub(crate) const S_IXGRP: u32 = 0o0010;
 }
 
 impl Kind {
@@ -95,6 +97,32 @@ impl Meta {
     pub(crate) fn touch_modified(&mut self, now: SystemTime) {
         self.mtime = now;
         self.ctime = now;
+    }
+
+    /// What the kernel's file_remove_privs does, left to the file system
+    /// under FUSE_HANDLE_KILLPRIV_V2: `kill_setid` clears set-user-ID, and
+    /// set-group-ID where the group may execute (otherwise it marks
+    /// mandatory locking); file capabilities always go. Returns the bytes
+    /// of xattr freed.
+    pub(crate) fn kill_privileges(&mut self, kill_setid: bool) -> u64 {
+        if kill_setid {
+            self.perm &= !mode::S_ISUID;
+            if self.perm & mode::S_IXGRP != 0 {
+                self.perm &= !mode::S_ISGID;
+            }
+        }
+        if self.xattrs.is_empty() {
+            return 0;
+        }
+        let name: &[u8] = b"security.capability";
+        match self.xattrs.remove(name) {
+            Some(v) => {
+                let freed = (name.len() + v.len()) as u64;
+                self.xattr_bytes -= freed;
+                freed
+            }
+            None => 0,
+        }
     }
 }
 

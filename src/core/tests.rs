@@ -900,3 +900,53 @@ proptest! {
         prop_assert_eq!(real.fs.stats().bytes, 0);
     }
 }
+
+#[test]
+fn writes_truncates_and_chowns_drop_privileges_as_linux_does() {
+    let fs = fs();
+    let (ino, fh) = create(&fs, NodeId::ROOT, "prog");
+    let perm = |fs: &Fs| fs.getattr(ino).unwrap().perm & 0o7777;
+    let chmod = |mode| {
+        let set = SetAttr {
+            mode: Some(mode),
+            ..SetAttr::default()
+        };
+        fs.setattr(Caller::ROOT, ino, set).unwrap();
+    };
+    // A privileged write keeps set-id bits; an unprivileged one drops
+    // set-user-ID, and set-group-ID only where the group may execute.
+    chmod(0o6755);
+    fs.write_killing(fh, 0, b"x", false).unwrap();
+    assert_eq!(perm(&fs), 0o6755);
+    fs.write_killing(fh, 0, b"x", true).unwrap();
+    assert_eq!(perm(&fs), 0o0755);
+    chmod(0o6745);
+    fs.write_killing(fh, 0, b"x", true).unwrap();
+    assert_eq!(perm(&fs), 0o2745, "set-group-ID without group execute marks locking");
+    // Any write drops file capabilities, and their bytes.
+    fs.setxattr(Caller::ROOT, ino, n("security.capability"), b"caps", 0).unwrap();
+    fs.write(fh, 0, b"y").unwrap();
+    assert_eq!(
+        fs.getxattr(Caller::ROOT, ino, n("security.capability")),
+        Err(FsError::NoAttr)
+    );
+    // Truncation: only by an unprivileged caller.
+    chmod(0o4755);
+    let trunc = SetAttr {
+        size: Some(0),
+        ..SetAttr::default()
+    };
+    fs.setattr(Caller::ROOT, ino, trunc).unwrap();
+    assert_eq!(perm(&fs), 0o4755);
+    fs.setattr(USER, ino, trunc).unwrap();
+    assert_eq!(perm(&fs), 0o0755);
+    // chown: always, even by root.
+    chmod(0o4755);
+    let chown = SetAttr {
+        uid: Some(1000),
+        ..SetAttr::default()
+    };
+    fs.setattr(Caller::ROOT, ino, chown).unwrap();
+    assert_eq!(perm(&fs), 0o0755);
+    fs.release(fh).unwrap();
+}

@@ -47,7 +47,7 @@ pub fn mount(fs: Arc<Fs>, mountpoint: &Path, config: &MountConfig) -> io::Result
             .write(true)
             .open("/dev/fuse")
             .is_ok();
-    let session = Session::new(FuseFs::new(Arc::clone(&fs)), mountpoint, &fuse_config)?;
+    let session = Session::new(FuseFs::new(Arc::clone(&fs), config.writeback), mountpoint, &fuse_config)?;
     fs.set_invalidator(Box::new(KernelCache(session.notifier())));
     Ok(session)
 }
