@@ -924,7 +924,8 @@ fn writes_truncates_and_chowns_drop_privileges_as_linux_does() {
     fs.write_killing(fh, 0, b"x", true).unwrap();
     assert_eq!(perm(&fs), 0o2745, "set-group-ID without group execute marks locking");
     // Any write drops file capabilities, and their bytes.
-    fs.setxattr(Caller::ROOT, ino, n("security.capability"), b"caps", 0).unwrap();
+    fs.setxattr(Caller::ROOT, ino, n("security.capability"), b"caps", 0)
+        .unwrap();
     fs.write(fh, 0, b"y").unwrap();
     assert_eq!(
         fs.getxattr(Caller::ROOT, ino, n("security.capability")),
