@@ -127,7 +127,7 @@ fn tier_changes_under_concurrent_readers_writers_and_mmap() {
 fn a_full_spill_disk_gives_that_writer_enospc_and_harms_nothing_else() {
     let disk = LoopFs::new(48);
     let mut m = MountGuard::new(&format!(
-        "size=1g,spool=1m,max_ram=4m,writeback=off,spill_dir={}",
+        "size=1g,spool=1m,max_ram=4m,spill_dir={}",
         disk.path().display()
     ));
     let mut keep = vec![0u8; 3 << 20];
@@ -260,7 +260,7 @@ fn unlinked_spilled_files_are_freed_on_last_close() {
         .open(m.join("f"))
         .unwrap();
     f.write_all(&vec![1u8; 8 << 20]).unwrap();
-    // With the writeback cache the bytes reach the daemon by fsync.
+    // Under writeback=on the bytes would reach the daemon only by fsync.
     f.sync_all().unwrap();
     fs::remove_file(m.join("f")).unwrap();
     assert!(
