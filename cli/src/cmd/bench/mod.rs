@@ -195,10 +195,21 @@ fn measure(
     for rep in 1..=reps {
         for &w in workloads {
             for (t, target) in targets.iter().enumerate() {
-                let scratch = tempfile::Builder::new()
+                let scratch = match tempfile::Builder::new()
                     .prefix("tmpfsd-bench.")
                     .tempdir_in(&target.path)
-                    .with_context(|| format!("cannot make a scratch directory in {}", target.path.display()))?;
+                {
+                    Ok(d) => d,
+                    Err(e) => {
+                        eprintln!(
+                            "tmpfsd: {} on {} skipped: cannot make a scratch directory: {e}",
+                            w.name(),
+                            target.label
+                        );
+                        failed += 1;
+                        continue;
+                    }
+                };
                 let result = w.run(scratch.path(), sizes, tarball);
                 let cleaned = scratch.close();
                 if INTERRUPTED.load(Ordering::Relaxed) {
