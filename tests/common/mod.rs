@@ -146,6 +146,11 @@ impl MountGuard {
             .unwrap()
     }
 
+    /// The daemon's pid (0 once it has been reaped).
+    pub fn daemon_pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, std::process::Child::id)
+    }
+
     /// Whether the daemon is still running.
     pub fn daemon_alive(&mut self) -> bool {
         self.child.as_mut().unwrap().try_wait().unwrap().is_none()
