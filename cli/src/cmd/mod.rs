@@ -59,3 +59,18 @@ pub(crate) fn absolute(path: &std::path::Path) -> std::path::PathBuf {
         .or_else(|_| std::path::absolute(path))
         .unwrap_or_else(|_| path.to_path_buf())
 }
+
+/// A fresh 0700 directory named `prefix`… in $XDG_RUNTIME_DIR, else the
+/// temp directory: the mount point of a private mount (`run`, `bench`).
+pub(crate) fn private_mount_point(prefix: &str) -> Result<std::path::PathBuf, crate::CliError> {
+    use anyhow::Context;
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.is_dir())
+        .unwrap_or_else(std::env::temp_dir);
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(&base)
+        .with_context(|| format!("cannot make a mount point in {}", base.display()))?;
+    Ok(dir.keep())
+}

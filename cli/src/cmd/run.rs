@@ -8,7 +8,7 @@
 
 use std::ffi::OsString;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{anyhow, Context};
@@ -23,7 +23,7 @@ pub(crate) fn run(options: &[String], command: &[OsString], log_level: &str) -> 
         return Err(usage("run needs a command: tmpfsd run [-o OPTS] -- CMD [ARGS...]"));
     };
     logging::init(log_level, None)?;
-    let dir = private_dir()?;
+    let dir = super::private_mount_point("tmpfsd-run.")?;
     let result = serve_command(&dir, &config, program, args);
     // Nothing of the mount point survives, whatever happened.
     let _ = std::fs::remove_dir(&dir);
@@ -31,19 +31,6 @@ pub(crate) fn run(options: &[String], command: &[OsString], log_level: &str) -> 
     // Exit now: the session threads may still serve processes CMD left
     // behind; exiting closes the connection under them.
     std::process::exit(i32::from(code));
-}
-
-/// A fresh 0700 directory in $XDG_RUNTIME_DIR, else the temp directory.
-fn private_dir() -> Result<PathBuf, CliError> {
-    let base = std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .filter(|p| p.is_dir())
-        .unwrap_or_else(std::env::temp_dir);
-    let dir = tempfile::Builder::new()
-        .prefix("tmpfsd-run.")
-        .tempdir_in(&base)
-        .with_context(|| format!("cannot make a mount point in {}", base.display()))?;
-    Ok(dir.keep())
 }
 
 fn serve_command(dir: &Path, config: &MountConfig, program: &OsString, args: &[OsString]) -> Result<u8, CliError> {

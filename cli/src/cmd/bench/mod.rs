@@ -259,15 +259,7 @@ struct PrivateMount {
 
 impl PrivateMount {
     fn start(config: &MountConfig) -> Result<Self, CliError> {
-        let base = std::env::var_os("XDG_RUNTIME_DIR")
-            .map(PathBuf::from)
-            .filter(|p| p.is_dir())
-            .unwrap_or_else(std::env::temp_dir);
-        let dir = tempfile::Builder::new()
-            .prefix("tmpfsd-bench.")
-            .tempdir_in(&base)
-            .with_context(|| format!("cannot make a mount point in {}", base.display()))?
-            .keep();
+        let dir = super::private_mount_point("tmpfsd-bench.")?;
         match start(&dir, config) {
             Ok(running) => Ok(Self {
                 dir,
