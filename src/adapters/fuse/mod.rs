@@ -339,7 +339,7 @@ impl Filesystem for FuseFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        // Handle 0: a file created while opens are stateless.
+        // Handle 0 was never handed out: nothing to release.
         if fh.0 == 0 {
             return reply.ok();
         }
@@ -463,29 +463,26 @@ impl Filesystem for FuseFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        // Without open state, CREATE is MKNOD plus an open that needs no
+        // answer, and the kernel would still send a RELEASE for the handle
+        // it returns. ENOSYS makes the kernel create with MKNOD from now on
+        // and open without asking: one round trip per new file instead of
+        // two.
+        if self.fs.stateless_opens() {
+            return reply.error(Errno::ENOSYS);
+        }
         guarded("create", || {
             match self
                 .fs
                 .create(caller(req), node(parent), name, mode & !umask & 0o7777, flags)
             {
-                Ok((e, fh)) => {
-                    // Once opens are stateless the kernel sends no RELEASE
-                    // for created files either: the file lives on the
-                    // kernel's lookup reference, like any other open file.
-                    let fh = if self.fs.stateless_opens() {
-                        let _ = self.fs.release(fh);
-                        0
-                    } else {
-                        fh.0
-                    };
-                    reply.created(
-                        &TTL,
-                        &file_attr(&e.attr),
-                        Generation(e.generation.0),
-                        FileHandle(fh),
-                        OPEN_FLAGS,
-                    );
-                }
+                Ok((e, fh)) => reply.created(
+                    &TTL,
+                    &file_attr(&e.attr),
+                    Generation(e.generation.0),
+                    FileHandle(fh.0),
+                    OPEN_FLAGS,
+                ),
                 Err(e) => reply.error(errno(e)),
             }
         });
