@@ -5,8 +5,10 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::common::{bin, eventually, LoopFs, MountGuard};
 
@@ -335,4 +337,28 @@ fn bad_spill_options_are_refused_with_one_line() {
         assert!(err.contains(needle), "{opt}: {err:?} does not say {needle:?}");
     }
     assert!(tmpfsd::sys::mount_at(&dir.canonicalize().unwrap()).unwrap().is_none());
+}
+
+#[test]
+fn unmount_returns_once_every_spill_byte_is_freed() {
+    let disk = LoopFs::new(48);
+    let m = MountGuard::new(&format!("spool=64k,spill_dir={}", disk.path().display()));
+    let before = disk.used();
+    fs::write(m.join("big"), vec![7u8; 24 << 20]).unwrap();
+    assert!(disk.used() >= before + (24 << 20), "the file is not on the spill disk");
+    let out = Command::new(bin()).arg("unmount").arg(m.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // No waiting here: once unmount has returned, everything is gone.
+    let left: Vec<_> = fs::read_dir(disk.path())
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("tmpfsd-spill-"))
+        .collect();
+    assert!(left.is_empty(), "spill directory left after unmount returned: {left:?}");
+    assert!(
+        disk.used() <= before + (1 << 20),
+        "spill disk still holds {} bytes after unmount returned",
+        disk.used() - before
+    );
+    assert!(m.wait_exit(Duration::from_secs(10)).is_some_and(|s| s.success()));
 }

@@ -7,6 +7,9 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod record;
+pub use record::{daemon_of, wait_for_exit, DaemonRecord};
+
 /// The file-system type tmpfsd mounts show in the mount table.
 pub const FS_TYPE: &str = "fuse.tmpfsd";
 

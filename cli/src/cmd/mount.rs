@@ -175,6 +175,9 @@ fn serve(dir: &Path, config: &MountConfig, ready: Option<&mut Ready>) -> Result<
         signals,
         ..
     } = start(dir, config)?;
+    // Lets `tmpfsd unmount` wait for this process; removed last, once
+    // every byte is freed.
+    let _record = sys::DaemonRecord::create(dir);
     if let Some(ready) = ready {
         ready.ok();
     }

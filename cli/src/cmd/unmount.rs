@@ -7,6 +7,9 @@ use tmpfsd::sys;
 
 use crate::CliError;
 
+/// How long `unmount` waits for the daemon to free everything and exit.
+const UNMOUNT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub(crate) fn run(dir: &Path, lazy: bool) -> Result<(), CliError> {
     let abs = super::absolute(dir);
     let shown = abs.display();
@@ -15,11 +18,23 @@ pub(crate) fn run(dir: &Path, lazy: bool) -> Result<(), CliError> {
         Some(m) => return Err(anyhow!("{shown} is a {} mount, not a tmpfsd mount", m.fs_type).into()),
         None => return Err(anyhow!("{shown} is not a tmpfsd mount").into()),
     }
+    let daemon = sys::daemon_of(&abs);
     sys::unmount(&abs, lazy).map_err(|e| match e.raw_os_error() {
         Some(libc::EBUSY) => {
             anyhow!("{shown} is busy: files are open or a process works in it (close them, or use --lazy)")
         }
         _ => anyhow!("cannot unmount {shown}: {e}"),
     })?;
+    // The kernel is done; the daemon still frees its memory and spill
+    // files. Return once it has, so that `df` right after tells the truth
+    // (a lazy unmount may leave files open: the daemon then outlives it).
+    if let (false, Some(d)) = (lazy, daemon) {
+        if !sys::wait_for_exit(d, UNMOUNT_WAIT) {
+            eprintln!(
+                "tmpfsd: warning: the daemon of {shown} (pid {}) is still freeing its files",
+                d.0
+            );
+        }
+    }
     Ok(())
 }
