@@ -9,6 +9,7 @@
 
 pub mod budget;
 pub mod ram;
+mod sigbus;
 pub mod spill;
 
 use budget::{Budget, NoSpace};

@@ -26,7 +26,10 @@
 //!
 //! # Failures stick
 //! After an I/O error other than ENOSPC, the file answers EIO from then on
-//! and the error is logged once: it never serves half-correct data.
+//! and the error is logged once: it never serves half-correct data. A disk
+//! error under the map arrives as SIGBUS in the middle of a copy; copies
+//! go through [`super::sigbus`], which turns it into such an I/O error
+//! instead of the end of the daemon.
 
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
@@ -40,6 +43,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use memmap2::{MmapMut, MmapOptions, UncheckedAdvice};
 
 use super::budget::Budget;
+use super::sigbus;
 
 /// The map covers offsets below this; I/O past it uses pread/pwrite (a
 /// sparse file written near 2^62 cannot be mapped).
@@ -429,7 +433,10 @@ impl SpillFile {
         let end = off + n as u64;
         match &self.map {
             Some(map) if end <= map.len() as u64 => {
-                buf[..n].copy_from_slice(&map[off as usize..end as usize]);
+                let (start, len) = (map.as_ptr() as usize, map.len());
+                if !sigbus::copy(&mut buf[..n], &map[off as usize..end as usize], start, len) {
+                    return Err(self.fail("read", &io::Error::from_raw_os_error(libc::EIO)));
+                }
                 self.drop_pages(off, end);
             }
             _ => {
@@ -454,7 +461,10 @@ impl SpillFile {
         self.reserve(off, end, budget)?;
         match self.map_to(end)? {
             Some(map) => {
-                map[off as usize..end as usize].copy_from_slice(data);
+                let (start, len) = (map.as_ptr() as usize, map.len());
+                if !sigbus::copy(&mut map[off as usize..end as usize], data, start, len) {
+                    return Err(self.fail("write", &io::Error::from_raw_os_error(libc::EIO)));
+                }
                 self.drop_pages(off, end);
             }
             None => {
@@ -578,5 +588,29 @@ impl SpillFile {
         self.len = 0;
         self.disk_len = 0;
         self.reserved = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spill_file_cut_short_under_its_map_answers_eio_from_then_on() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = SpillDir::create(parent.path(), true).unwrap();
+        let budget = Budget::new(1 << 30, 1 << 30);
+        let mut f = SpillFile::create(&dir).unwrap();
+        let data = vec![3u8; 1 << 20];
+        f.write_at(0, &data, &budget).unwrap();
+        let mut back = vec![0u8; 1 << 20];
+        assert_eq!(f.read_at(0, &mut back), Ok(1 << 20));
+        assert_eq!(back, data);
+        // What a failing disk does to a map: its pages raise SIGBUS.
+        f.file.set_len(0).unwrap();
+        assert_eq!(f.read_at(0, &mut back), Err(SpillError::Failed));
+        assert!(f.failed());
+        assert_eq!(f.read_at(0, &mut back), Err(SpillError::Failed), "failures stick");
+        assert_eq!(f.write_at(0, &data, &budget), Err(SpillError::Failed));
     }
 }
