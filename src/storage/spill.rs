@@ -28,8 +28,8 @@
 //! After an I/O error other than ENOSPC, the file answers EIO from then on
 //! and the error is logged once: it never serves half-correct data. A disk
 //! error under the map arrives as SIGBUS in the middle of a copy; copies
-//! go through [`super::sigbus`], which turns it into such an I/O error
-//! instead of the end of the daemon.
+//! go through the private `sigbus` module, which turns it into such an
+//! I/O error instead of the end of the daemon.
 
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
