@@ -38,12 +38,19 @@ fn record_path(mount_point: &Path) -> Option<PathBuf> {
     Some(record_dir()?.join(format!("{:016x}.pid", fnv1a(mount_point.as_os_str().as_bytes()))))
 }
 
-/// A process's start time in clock ticks since boot (field 22 of
-/// /proc/PID/stat), which tells a pid's owner from a later reuse.
-fn start_time(pid: i32) -> Option<u64> {
+/// A process's state letter and start time in clock ticks since boot
+/// (fields 3 and 22 of /proc/PID/stat); the start time tells a pid's
+/// owner from a later reuse.
+fn proc_stat(pid: i32) -> Option<(char, u64)> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces and parentheses: count after the last ')'.
-    stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    Some((state, fields.nth(18)?.parse().ok()?))
+}
+
+fn start_time(pid: i32) -> Option<u64> {
+    proc_stat(pid).map(|(_, start)| start)
 }
 
 /// This process's record for `mount_point`; removed when dropped.
@@ -96,11 +103,7 @@ pub fn wait_for_exit((pid, start): (i32, u64), limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     loop {
         // Gone, or a zombie (state Z) whose memory and files are released.
-        let alive = start_time(pid) == Some(start)
-            && !fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
-                .unwrap_or(true);
+        let alive = matches!(proc_stat(pid), Some((state, t)) if t == start && state != 'Z');
         if !alive {
             return true;
         }
