@@ -1,5 +1,6 @@
 //! Thin operating-system helpers shared by the command and the tests: the
-//! mount table, unmounting, and a check that a path is a live tmpfsd mount.
+//! mount table, unmounting, a check that a path is a live tmpfsd mount, and
+//! the daemon record that lets `unmount` wait for the daemon to finish.
 
 use std::ffi::OsString;
 use std::io;
