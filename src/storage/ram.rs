@@ -48,9 +48,10 @@ fn grown_capacity(cap: usize, needed: usize) -> usize {
 /// Faults in the whole pages of fresh buffer memory with one
 /// `MADV_POPULATE_WRITE` instead of one page fault per 4 KiB as the copy
 /// goes: a 1 GiB sequential write into RAM measured 10-20% faster
-/// (833-904 MB/s without, 962-986 with, three runs each). The capacity is already charged to the budget, so this
-/// only moves the cost, never adds to it; kernels without the advice
-/// (before 5.14) refuse it and the copy faults as before.
+/// (833-904 MB/s without, 962-986 with, three runs each). The capacity
+/// is already charged to the budget, so this only moves the cost, never
+/// adds to it; kernels without the advice (before 5.14) refuse it and the
+/// copy faults as before.
 fn prefault(spare: &mut [std::mem::MaybeUninit<u8>]) {
     #[cfg(target_os = "linux")]
     {

@@ -13,9 +13,8 @@
 //! An access to a shared map past the disk file's end raises SIGBUS, and a
 //! delayed-allocation write that finds the disk full fails only at
 //! writeback. So every write first reserves its range with `fallocate`,
-//! which fails cleanly with ENOSPC, and the disk
-//! file's size is never below the logical size, so no access lands past its
-//! end. Reservations of a growing file come in steps proportional to its
+//! which fails cleanly with ENOSPC, and the disk file's size is never
+//! below the logical size, so no access lands past its end. Reservations of a growing file come in steps proportional to its
 //! size (1 MiB to 64 MiB), so sequential writes rarely need the syscall.
 //!
 //! # Bounded memory
