@@ -22,7 +22,7 @@ use spill::{SpillDir, SpillError, SpillFile};
 pub enum Tier {
     /// Sparse chunks in memory.
     Ram,
-    /// An unlinked disk file, read through a memory map.
+    /// An unlinked disk file, through a memory map.
     Spill,
 }
 

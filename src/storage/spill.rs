@@ -1,6 +1,5 @@
-//! The spill tier: a file's bytes in an unlinked disk file, read through a
-//! memory map and written with `pwrite` into the page cache the map shares
-//! (stores through the map fault in every page and measured slower).
+//! The spill tier: a file's bytes in an unlinked disk file, read and
+//! written through a memory map.
 //!
 //! # Nothing left behind
 //! Spill files live in a private directory (mode 0700) that the mount
@@ -9,17 +8,17 @@
 //! it), so it never has a name: when the daemon exits, however it exits, the
 //! kernel frees the blocks.
 //!
-//! # No SIGBUS, no late ENOSPC
-//! An access to a shared map past the disk file's end raises SIGBUS, and a
-//! delayed-allocation write that finds the disk full fails only at
-//! writeback. So every write first reserves its range with `fallocate`,
-//! which fails cleanly with ENOSPC, and the disk file's size is never
-//! below the logical size, so no access lands past its end. Reservations of a growing file come in steps proportional to its
+//! # No SIGBUS
+//! A store into a shared map over a hole needs a disk block; on a full disk
+//! the kernel can only answer with SIGBUS. So every write first reserves its
+//! range with `fallocate`, which fails cleanly with ENOSPC, and the disk
+//! file's size is never below the logical size, so no access lands past its
+//! end. Reservations of a growing file come in steps proportional to its
 //! size (1 MiB to 64 MiB), so sequential writes rarely need the syscall.
 //!
 //! # Bounded memory
 //! Resident pages of a shared file map count towards the daemon's RSS. Each
-//! read drops the pages it touched with `MADV_DONTNEED` when it is done,
+//! access drops the pages it touched with `MADV_DONTNEED` when it is done,
 //! which leaves their contents in the page cache and the file: however much
 //! is spilled, and across however many files, the maps add at most the
 //! requests in flight to the daemon's RSS. The next access to those pages
@@ -460,14 +459,19 @@ impl SpillFile {
         }
         let end = off + data.len() as u64;
         self.reserve(off, end, budget)?;
-        // Written with pwrite, into the page cache that the map shares: a
-        // store through the map faults in every page (each through ext4's
-        // page_mkwrite) and must drop them again, which measured 25-60%
-        // slower for sequential writes. The map still grows here, so that
-        // reads of the new range go through it.
-        self.map_to(end)?;
-        if let Err(e) = self.file.write_all_at(data, off) {
-            return Err(self.fail("write", &e));
+        match self.map_to(end)? {
+            Some(map) => {
+                let (start, len) = (map.as_ptr() as usize, map.len());
+                if !sigbus::copy(&mut map[off as usize..end as usize], data, start, len) {
+                    return Err(self.fail("write", &io::Error::from_raw_os_error(libc::EIO)));
+                }
+                self.drop_pages(off, end);
+            }
+            None => {
+                if let Err(e) = self.file.write_all_at(data, off) {
+                    return Err(self.fail("write", &e));
+                }
+            }
         }
         self.len = self.len.max(end);
         Ok(())
