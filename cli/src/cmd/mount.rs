@@ -150,11 +150,24 @@ pub(crate) fn start(dir: &Path, config: &MountConfig) -> Result<Running, CliErro
     // session runs. One statfs proves that it does.
     let answered = match sys::fs_type_magic(dir) {
         Ok(magic) if magic == sys::FUSE_SUPER_MAGIC => Ok(()),
-        Ok(_) => Err(anyhow!("{} did not become a FUSE mount", dir.display())),
+        Ok(magic) => Err(anyhow!(
+            "{} did not become a FUSE mount (file system type {magic:#x})",
+            dir.display()
+        )),
         Err(e) => Err(anyhow!("the mount at {} does not answer: {e}", dir.display())),
     };
     if let Err(e) = answered {
         let _ = sys::unmount(dir, true);
+        // Seen when an unmount races the start-up: the session has ended
+        // or ends now that the mount is gone; waiting for it and the
+        // background threads frees the file system and removes its spill
+        // directory. A mount still in place (not answering) is left to
+        // its lazy unmount rather than waited for.
+        if !matches!(sys::fs_type_magic(dir), Ok(m) if m == sys::FUSE_SUPER_MAGIC) {
+            let _ = session.join();
+            background.stop();
+            drop(fs);
+        }
         return Err(e.into());
     }
     tracing::info!(dir = %dir.display(), "mounted");
