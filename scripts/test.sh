@@ -81,8 +81,9 @@ run "pip install of the Python module" pip_install
 run "pjdfstest" with_mount "allow_other,mode=0755" bash tests/scripts/pjdfstest.sh
 run "fsx" with_mount "size=2g" bash tests/scripts/fsx.sh
 # A tiny spool threshold and RAM budget, and files of up to 256 KiB, so
-# that the file keeps crossing tiers (truncates below 16 KiB bring it back).
-run "fsx across tiers" with_mount "size=2g,spool=64k,max_ram=1m" env FSX_FLEN=262144 bash tests/scripts/fsx.sh
+# that the file keeps crossing tiers (truncates below 16 KiB bring it back);
+# with busy polling, so that the polling worker is exercised too.
+run "fsx across tiers" with_mount "size=2g,spool=64k,max_ram=1m,busy_poll=200" env FSX_FLEN=262144 bash tests/scripts/fsx.sh
 
 # A test process that was killed (not failed) cannot run its guards: make
 # sure no mount of ours outlives the run, and say so if one was found.

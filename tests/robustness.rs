@@ -177,3 +177,60 @@ fn parallel_clients_on_many_files() {
     }
     assert_eq!(fs::read_dir(&dir).unwrap().count(), 8 * 67);
 }
+
+/// How many of the daemon's /dev/fuse descriptors are non-blocking: the
+/// busy-polling worker's and the governor's duplicate of it, while it polls.
+fn polling_descriptors(pid: u32) -> usize {
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return 0;
+    };
+    fds.filter_map(Result::ok)
+        .filter(|fd| fs::read_link(fd.path()).is_ok_and(|t| t == std::path::Path::new("/dev/fuse")))
+        .filter_map(|fd| fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", fd.file_name().to_string_lossy())).ok())
+        .filter_map(|info| {
+            let flags = info.lines().find_map(|l| l.strip_prefix("flags:"))?;
+            u32::from_str_radix(flags.trim(), 8).ok()
+        })
+        .filter(|flags| flags & libc::O_NONBLOCK as u32 != 0)
+        .count()
+}
+
+#[test]
+fn busy_polling_serves_bursts_and_sleeps_again_when_idle() {
+    // The longest window (100 ms), so that the check right after a request
+    // sees the polling worker even on a loaded machine.
+    let m = MountGuard::new("busy_poll=100000");
+    let pid = m.pid();
+    // The start-up's own requests end with polling on; quiet, it stops.
+    crate::common::eventually(10, "the idle mount stops polling", || polling_descriptors(pid) == 0);
+    fs::write(m.join("first"), b"one").unwrap();
+    assert!(polling_descriptors(pid) > 0, "a worker polls after a request");
+    // A burst from this process and another, checked byte for byte.
+    for i in 0..300 {
+        fs::write(m.join(format!("f{i}")), format!("file {i}").repeat(100)).unwrap();
+    }
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("for i in $(seq 0 299); do cat f$i; done | md5sum; rm f*")
+        .current_dir(m.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let expected: String = (0..300).map(|i| format!("file {i}").repeat(100)).collect();
+    let md5 = std::process::Command::new("md5sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(expected.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(out.stdout, md5.stdout, "another process read what was written");
+    assert_eq!(fs::read_dir(m.path()).unwrap().count(), 0);
+    crate::common::eventually(10, "the polling worker sleeps again", || polling_descriptors(pid) == 0);
+    // Asleep, the daemon still answers the next request.
+    fs::write(m.join("later"), b"still served").unwrap();
+    assert_eq!(fs::read(m.join("later")).unwrap(), b"still served");
+    assert!(m.unmount().success());
+}

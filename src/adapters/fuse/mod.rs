@@ -7,6 +7,7 @@
 //! (fuser alone would lose the thread and end the session).
 
 mod attr;
+mod poll;
 mod session;
 
 use std::ffi::OsStr;
@@ -25,6 +26,7 @@ use fuser::{
 use crate::core::{self, Caller, Entry, Fallocate, Fs, HandleId, NodeId, SetAttr, TimeSet, Whence};
 use crate::error::FsError;
 use attr::{errno, file_attr, file_type, TTL};
+pub use poll::BusyPoll;
 pub use session::{mount, FS_NAME};
 
 /// Largest write the kernel may send in one request.
@@ -41,6 +43,7 @@ const OPEN_FLAGS: FopenFlags = FopenFlags::FOPEN_KEEP_CACHE;
 pub struct FuseFs {
     fs: Arc<Fs>,
     writeback: bool,
+    poll: Option<Arc<BusyPoll>>,
 }
 
 impl FuseFs {
@@ -48,15 +51,30 @@ impl FuseFs {
     /// cache writes (see [`crate::MountConfig::writeback`]).
     #[must_use]
     pub fn new(fs: Arc<Fs>, writeback: bool) -> Self {
-        Self { fs, writeback }
+        Self {
+            fs,
+            writeback,
+            poll: None,
+        }
     }
-}
 
-/// Runs one request handler, catching a panic so that the session survives.
-/// The panic hook has already logged the message and its location.
-fn guarded(op: &'static str, f: impl FnOnce()) {
-    if catch_unwind(AssertUnwindSafe(f)).is_err() {
-        tracing::error!(op, "request panicked; answered EIO");
+    /// Polls the session's descriptor between requests (see [`BusyPoll`]).
+    #[must_use]
+    pub fn with_busy_poll(mut self, poll: Arc<BusyPoll>) -> Self {
+        self.poll = Some(poll);
+        self
+    }
+
+    /// Runs one request handler, catching a panic so that the session
+    /// survives. The panic hook has already logged the message and its
+    /// location.
+    fn guarded(&self, op: &'static str, f: impl FnOnce()) {
+        if let Some(p) = &self.poll {
+            p.request();
+        }
+        if catch_unwind(AssertUnwindSafe(f)).is_err() {
+            tracing::error!(op, "request panicked; answered EIO");
+        }
     }
 }
 
@@ -141,15 +159,15 @@ impl Filesystem for FuseFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        guarded("lookup", || reply_entry(reply, self.fs.lookup(node(parent), name)));
+        self.guarded("lookup", || reply_entry(reply, self.fs.lookup(node(parent), name)));
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        guarded("forget", || self.fs.forget(node(ino), nlookup));
+        self.guarded("forget", || self.fs.forget(node(ino), nlookup));
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        guarded("getattr", || match self.fs.getattr(node(ino)) {
+        self.guarded("getattr", || match self.fs.getattr(node(ino)) {
             Ok(a) => reply.attr(&TTL, &file_attr(&a)),
             Err(e) => reply.error(errno(e)),
         });
@@ -173,7 +191,7 @@ impl Filesystem for FuseFs {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        guarded("setattr", || {
+        self.guarded("setattr", || {
             let set = SetAttr {
                 mode,
                 uid,
@@ -191,14 +209,14 @@ impl Filesystem for FuseFs {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        guarded("readlink", || match self.fs.readlink(node(ino)) {
+        self.guarded("readlink", || match self.fs.readlink(node(ino)) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(errno(e)),
         });
     }
 
     fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
-        guarded("mknod", || {
+        self.guarded("mknod", || {
             reply_entry(
                 reply,
                 self.fs.mknod(caller(req), node(parent), name, mode & !umask, rdev),
@@ -207,7 +225,7 @@ impl Filesystem for FuseFs {
     }
 
     fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
-        guarded("mkdir", || {
+        self.guarded("mkdir", || {
             reply_entry(
                 reply,
                 self.fs.mkdir(caller(req), node(parent), name, mode & !umask & 0o7777),
@@ -216,19 +234,19 @@ impl Filesystem for FuseFs {
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        guarded("unlink", || {
+        self.guarded("unlink", || {
             reply_empty(reply, self.fs.unlink(caller(req), node(parent), name))
         });
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        guarded("rmdir", || {
+        self.guarded("rmdir", || {
             reply_empty(reply, self.fs.rmdir(caller(req), node(parent), name))
         });
     }
 
     fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
-        guarded("symlink", || {
+        self.guarded("symlink", || {
             reply_entry(
                 reply,
                 self.fs
@@ -247,7 +265,7 @@ impl Filesystem for FuseFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        guarded("rename", || {
+        self.guarded("rename", || {
             if flags.contains(RenameFlags::RENAME_WHITEOUT) {
                 return reply.error(Errno::EINVAL);
             }
@@ -263,7 +281,7 @@ impl Filesystem for FuseFs {
     }
 
     fn link(&self, req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
-        guarded("link", || {
+        self.guarded("link", || {
             reply_entry(reply, self.fs.link(caller(req), node(ino), node(newparent), newname));
         });
     }
@@ -276,7 +294,7 @@ impl Filesystem for FuseFs {
         if self.fs.stateless_opens() {
             return reply.error(Errno::ENOSYS);
         }
-        guarded("open", || match self.fs.open(caller(req), node(ino), flags.0) {
+        self.guarded("open", || match self.fs.open(caller(req), node(ino), flags.0) {
             Ok(fh) => reply.opened(FileHandle(fh.0), OPEN_FLAGS),
             Err(e) => reply.error(errno(e)),
         });
@@ -293,7 +311,7 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        guarded("read", || match self.fs.read(file_handle(ino, fh), offset, size) {
+        self.guarded("read", || match self.fs.read(file_handle(ino, fh), offset, size) {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(errno(e)),
         });
@@ -315,7 +333,7 @@ impl Filesystem for FuseFs {
         // for unprivileged writers instead of asking for
         // security.capability before every write.
         let kill = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
-        guarded("write", || {
+        self.guarded("write", || {
             match self.fs.write_killing(file_handle(ino, fh), offset, data, kill) {
                 Ok(n) => reply.written(n),
                 Err(e) => reply.error(errno(e)),
@@ -343,7 +361,7 @@ impl Filesystem for FuseFs {
         if fh.0 == 0 {
             return reply.ok();
         }
-        guarded("release", || reply_empty(reply, self.fs.release(handle(fh))));
+        self.guarded("release", || reply_empty(reply, self.fs.release(handle(fh))));
     }
 
     fn fsync(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
@@ -357,14 +375,14 @@ impl Filesystem for FuseFs {
         if self.fs.stateless_opens() {
             return reply.error(Errno::ENOSYS);
         }
-        guarded("opendir", || match self.fs.opendir(caller(req), node(ino)) {
+        self.guarded("opendir", || match self.fs.opendir(caller(req), node(ino)) {
             Ok(fh) => reply.opened(FileHandle(fh.0), FopenFlags::empty()),
             Err(e) => reply.error(errno(e)),
         });
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        guarded("readdir", || {
+        self.guarded("readdir", || {
             let r = self.fs.readdir(node(ino), offset, |e| {
                 reply.add(INodeNo(e.ino.0), e.offset, file_type(e.kind), e.name)
             });
@@ -376,7 +394,7 @@ impl Filesystem for FuseFs {
     }
 
     fn readdirplus(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
-        guarded("readdirplus", || {
+        self.guarded("readdirplus", || {
             let r = self.fs.readdirplus(node(ino), offset, |e, entry| {
                 reply.add(
                     INodeNo(e.ino.0),
@@ -395,7 +413,7 @@ impl Filesystem for FuseFs {
     }
 
     fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
-        guarded("releasedir", || reply_empty(reply, self.fs.release(handle(fh))));
+        self.guarded("releasedir", || reply_empty(reply, self.fs.release(handle(fh))));
     }
 
     fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
@@ -403,7 +421,7 @@ impl Filesystem for FuseFs {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        guarded("statfs", || {
+        self.guarded("statfs", || {
             let s = self.fs.statfs();
             reply.statfs(
                 s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.bsize,
@@ -421,7 +439,7 @@ impl Filesystem for FuseFs {
         position: u32,
         reply: ReplyEmpty,
     ) {
-        guarded("setxattr", || {
+        self.guarded("setxattr", || {
             if position != 0 {
                 return reply.error(Errno::EINVAL);
             }
@@ -430,25 +448,25 @@ impl Filesystem for FuseFs {
     }
 
     fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        guarded("getxattr", || {
+        self.guarded("getxattr", || {
             reply_xattr(reply, size, self.fs.getxattr(caller(req), node(ino), name))
         });
     }
 
     fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        guarded("listxattr", || {
+        self.guarded("listxattr", || {
             reply_xattr(reply, size, self.fs.listxattr(caller(req), node(ino)))
         });
     }
 
     fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        guarded("removexattr", || {
+        self.guarded("removexattr", || {
             reply_empty(reply, self.fs.removexattr(caller(req), node(ino), name))
         });
     }
 
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        guarded("access", || {
+        self.guarded("access", || {
             reply_empty(reply, self.fs.access(caller(req), node(ino), mask.bits()))
         });
     }
@@ -471,7 +489,7 @@ impl Filesystem for FuseFs {
         if self.fs.stateless_opens() {
             return reply.error(Errno::ENOSYS);
         }
-        guarded("create", || {
+        self.guarded("create", || {
             match self
                 .fs
                 .create(caller(req), node(parent), name, mode & !umask & 0o7777, flags)
@@ -498,14 +516,14 @@ impl Filesystem for FuseFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        guarded("fallocate", || {
+        self.guarded("fallocate", || {
             let r = Fallocate::from_mode(mode).and_then(|m| self.fs.fallocate(file_handle(ino, fh), offset, length, m));
             reply_empty(reply, r);
         });
     }
 
     fn lseek(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {
-        guarded("lseek", || {
+        self.guarded("lseek", || {
             let whence = match whence {
                 libc::SEEK_SET => Whence::Set,
                 libc::SEEK_END => Whence::End,
@@ -543,7 +561,7 @@ impl Filesystem for FuseFs {
         flags: CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
-        guarded("copy_file_range", || {
+        self.guarded("copy_file_range", || {
             if !flags.is_empty() {
                 return reply.error(Errno::EINVAL);
             }

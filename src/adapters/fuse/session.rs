@@ -1,14 +1,16 @@
 //! Mounting: the option list and the multi-threaded session.
 
 use std::io;
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use std::ffi::OsStr;
 
 use fuser::{Config, INodeNo, MountOption, Notifier, Session, SessionACL};
 
-use super::FuseFs;
+use super::{BusyPoll, FuseFs};
 use crate::config::MountConfig;
 use crate::core::{Fs, Invalidate, NodeId};
 
@@ -47,7 +49,17 @@ pub fn mount(fs: Arc<Fs>, mountpoint: &Path, config: &MountConfig) -> io::Result
             .write(true)
             .open("/dev/fuse")
             .is_ok();
-    let session = Session::new(FuseFs::new(Arc::clone(&fs), config.writeback), mountpoint, &fuse_config)?;
+    let mut fuse_fs = FuseFs::new(Arc::clone(&fs), config.writeback);
+    let poll = (config.busy_poll_us > 0)
+        .then(|| Arc::new(BusyPoll::new(Duration::from_micros(u64::from(config.busy_poll_us)))));
+    if let Some(p) = &poll {
+        fuse_fs = fuse_fs.with_busy_poll(Arc::clone(p));
+    }
+    let session = Session::new(fuse_fs, mountpoint, &fuse_config)?;
+    if let Some(p) = poll {
+        // The session's own descriptor is the one its last worker reads.
+        p.attach(session.as_fd().try_clone_to_owned()?)?;
+    }
     fs.set_invalidator(Box::new(KernelCache(session.notifier())));
     Ok(session)
 }
