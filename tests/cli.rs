@@ -138,3 +138,34 @@ fn sigterm_with_open_files_detaches_and_exits_after_close() {
         .expect("daemon did not exit after the last close");
     assert!(status.success());
 }
+
+#[test]
+fn a_mount_made_right_after_an_outside_unmount_survives_the_old_daemon() {
+    // Declared first, dropped last: every mount guard is gone by then.
+    let dir = tempfile::Builder::new().prefix("tmpfsd-test.").tempdir().unwrap();
+    let path = dir.path().canonicalize().unwrap();
+    // Each daemon takes 300 ms to wind down once its session has ended.
+    let slow = [("TMPFSD_FAULT_SLOW_TEARDOWN_MS", "300")];
+    let mut old = MountGuard::at(&path, "", &slow);
+    for round in 0..3 {
+        fs::write(old.join("big"), vec![7u8; 1 << 20]).unwrap();
+        // Unmounted from outside (umount, fusermount3 -u), then mounted
+        // again at once, before the old daemon has wound down.
+        sys::unmount(&path, false).unwrap();
+        let new = MountGuard::at(&path, "", &slow);
+        assert!(
+            old.wait_exit_unmounted_elsewhere(Duration::from_secs(30))
+                .is_some_and(|st| st.success()),
+            "round {round}: the old daemon did not end cleanly"
+        );
+        assert!(
+            sys::mount_at(&path).unwrap().is_some_and(|m| m.is_tmpfsd()),
+            "round {round}: the old daemon took the new mount with it"
+        );
+        fs::write(new.join("after"), b"served").unwrap();
+        assert_eq!(fs::read(new.join("after")).unwrap(), b"served");
+        assert!(!new.join("big").exists(), "round {round}: a fresh mount is empty");
+        old = new;
+    }
+    assert!(old.unmount().success());
+}

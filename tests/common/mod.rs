@@ -40,7 +40,9 @@ pub fn bin_for_anyone() -> PathBuf {
 pub struct MountGuard {
     path: PathBuf,
     child: Option<Child>,
-    _dir: tempfile::TempDir,
+    /// Whether dropping unmounts whatever tmpfsd mount is at `path`.
+    owns_mount: bool,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl MountGuard {
@@ -57,6 +59,22 @@ impl MountGuard {
             .tempdir()
             .expect("temp dir");
         let path = dir.path().canonicalize().unwrap();
+        Self::spawn(path, Some(dir), opts, env, user)
+    }
+
+    /// Mounts with `-o opts` and extra environment for the daemon at
+    /// `path`, a directory the caller keeps.
+    pub fn at(path: &Path, opts: &str, env: &[(&str, &str)]) -> Self {
+        Self::spawn(path.to_path_buf(), None, opts, env, None)
+    }
+
+    fn spawn(
+        path: PathBuf,
+        dir: Option<tempfile::TempDir>,
+        opts: &str,
+        env: &[(&str, &str)],
+        user: Option<(u32, u32)>,
+    ) -> Self {
         let mut cmd = Command::new(user.map_or_else(|| PathBuf::from(bin()), |_| bin_for_anyone()));
         cmd.arg("mount").arg(&path).arg("--foreground");
         if !opts.is_empty() {
@@ -73,6 +91,7 @@ impl MountGuard {
         let mut guard = Self {
             path,
             child: Some(child),
+            owns_mount: true,
             _dir: dir,
         };
         guard.wait_ready();
@@ -168,6 +187,13 @@ impl MountGuard {
         self.wait_child(timeout)
     }
 
+    /// Waits for the daemon to exit after its mount was unmounted by
+    /// someone else; whatever is mounted at the path now is left alone.
+    pub fn wait_exit_unmounted_elsewhere(mut self, timeout: Duration) -> Option<ExitStatus> {
+        self.owns_mount = false;
+        self.wait_child(timeout)
+    }
+
     fn wait_child(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let child = self.child.as_mut()?;
         let deadline = Instant::now() + timeout;
@@ -186,7 +212,7 @@ impl MountGuard {
 
 impl Drop for MountGuard {
     fn drop(&mut self) {
-        if sys::mount_at(&self.path).ok().flatten().is_some_and(|m| m.is_tmpfsd()) {
+        if self.owns_mount && sys::mount_at(&self.path).ok().flatten().is_some_and(|m| m.is_tmpfsd()) {
             let _ = sys::unmount(&self.path, true);
         }
         if self.wait_child(Duration::from_secs(30)).is_none() {

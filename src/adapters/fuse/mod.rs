@@ -7,6 +7,8 @@
 //! (fuser alone would lose the thread and end the session).
 
 mod attr;
+#[cfg(target_os = "linux")]
+mod mnt;
 mod poll;
 mod session;
 
@@ -44,6 +46,9 @@ pub struct FuseFs {
     fs: Arc<Fs>,
     writeback: bool,
     poll: Option<Arc<BusyPoll>>,
+    /// Dropped with the session: unmounts a connection left mounted.
+    #[cfg(target_os = "linux")]
+    connection: Option<mnt::Connection>,
 }
 
 impl FuseFs {
@@ -55,7 +60,16 @@ impl FuseFs {
             fs,
             writeback,
             poll: None,
+            #[cfg(target_os = "linux")]
+            connection: None,
         }
+    }
+
+    /// Ties the mount's lifetime to the session's.
+    #[cfg(target_os = "linux")]
+    fn with_connection(mut self, connection: mnt::Connection) -> Self {
+        self.connection = Some(connection);
+        self
     }
 
     /// Polls the session's descriptor between requests (see [`BusyPoll`]).
@@ -135,6 +149,18 @@ fn time_set(t: TimeOrNow) -> TimeSet {
 }
 
 impl Filesystem for FuseFs {
+    fn destroy(&mut self) {
+        // Test-only: a daemon slow to wind down after its session ended,
+        // to prove that it leaves a later mount at the same path alone.
+        #[cfg(feature = "fault-injection")]
+        if let Some(ms) = std::env::var("TMPFSD_FAULT_SLOW_TEARDOWN_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
+    }
+
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         if let Err(max) = config.set_max_write(MAX_WRITE) {
             let _ = config.set_max_write(max);

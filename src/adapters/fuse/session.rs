@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use std::ffi::OsStr;
 
-use fuser::{Config, INodeNo, MountOption, Notifier, Session, SessionACL};
+#[cfg(not(target_os = "linux"))]
+use fuser::MountOption;
+use fuser::{Config, INodeNo, Notifier, Session, SessionACL};
 
 use super::{BusyPoll, FuseFs};
 use crate::config::MountConfig;
@@ -20,21 +22,15 @@ pub const FS_NAME: &str = "tmpfsd";
 /// Mounts `fs` at `mountpoint` and returns the session, ready to run: the
 /// kernel's INIT has been answered, but requests are served only once the
 /// session runs. Root mounts directly; other users go through the setuid
-/// `fusermount3` from fuse3 (fuser falls back to it when mount(2) is refused).
+/// `fusermount3` from fuse3 (used when mount(2) is refused). On Linux the
+/// mount is made here rather than by fuser, so that the end of the session
+/// never unmounts a later mount at the same path (see `mnt`).
 ///
 /// # Errors
 /// The mount or the FUSE handshake failed (no /dev/fuse, no fusermount3,
 /// a busy or missing mount point, `allow_other` refused).
 pub fn mount(fs: Arc<Fs>, mountpoint: &Path, config: &MountConfig) -> io::Result<Session<FuseFs>> {
     let mut fuse_config = Config::default();
-    fuse_config.mount_options = vec![
-        MountOption::FSName(FS_NAME.into()),
-        MountOption::Subtype(FS_NAME.into()),
-        MountOption::DefaultPermissions,
-        MountOption::NoSuid,
-        MountOption::NoDev,
-        MountOption::RW,
-    ];
     fuse_config.acl = if config.allow_other {
         SessionACL::All
     } else {
@@ -55,7 +51,25 @@ pub fn mount(fs: Arc<Fs>, mountpoint: &Path, config: &MountConfig) -> io::Result
     if let Some(p) = &poll {
         fuse_fs = fuse_fs.with_busy_poll(Arc::clone(p));
     }
-    let session = Session::new(fuse_fs, mountpoint, &fuse_config)?;
+    #[cfg(target_os = "linux")]
+    let session = {
+        let dev = super::mnt::mount(mountpoint, config.allow_other)?;
+        let fuse_fs = fuse_fs.with_connection(super::mnt::Connection::new(dev.try_clone()?, mountpoint));
+        let acl = fuse_config.acl;
+        Session::from_fd(fuse_fs, dev, acl, fuse_config)?
+    };
+    #[cfg(not(target_os = "linux"))]
+    let session = {
+        fuse_config.mount_options = vec![
+            MountOption::FSName(FS_NAME.into()),
+            MountOption::Subtype(FS_NAME.into()),
+            MountOption::DefaultPermissions,
+            MountOption::NoSuid,
+            MountOption::NoDev,
+            MountOption::RW,
+        ];
+        Session::new(fuse_fs, mountpoint, &fuse_config)?
+    };
     if let Some(p) = poll {
         // The session's own descriptor is the one its last worker reads.
         p.attach(session.as_fd().try_clone_to_owned()?)?;

@@ -1,0 +1,245 @@
+//! Linux mounting without fuser's unmount-on-exit.
+//!
+//! fuser 0.18 unmounts its mount point by path when a session ends, and
+//! its check that the connection is still mounted is inverted (fixed
+//! upstream after 0.18.0, cberner/fuser#703): after an external unmount
+//! it unmounts the path again, which removes whatever was mounted there in
+//! the meantime. `fusermount3 -u DIR && tmpfsd mount DIR` lost the new
+//! mount that way whenever the old daemon took a few milliseconds to wind
+//! down. tmpfsd therefore makes the mount itself, hands fuser only the
+//! descriptor ([`fuser::Session::from_fd`]), and unmounts only what is
+//! still its own: [`Connection::drop`] unmounts when the session ends
+//! while the kernel still has the connection, never after an unmount.
+
+use std::ffi::{CString, OsStr};
+use std::fs::{File, OpenOptions};
+use std::io::{self, IoSliceMut, Read};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use nix::mount::MsFlags;
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+
+use super::FS_NAME;
+
+/// Mounts a FUSE file system at `mountpoint`: mount(2) directly where
+/// permitted (root), else through the setuid `fusermount3` from fuse3.
+/// Returns the /dev/fuse descriptor of the new connection.
+///
+/// # Errors
+/// /dev/fuse cannot be opened, the mount point is unusable, mount(2)
+/// failed for another reason than permissions, or fusermount3 is missing
+/// or refused (its message is the error).
+pub(super) fn mount(mountpoint: &Path, allow_other: bool) -> io::Result<OwnedFd> {
+    let dev = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open("/dev/fuse")?;
+    let root_mode = std::fs::metadata(mountpoint)?.mode() & libc::S_IFMT;
+    // SAFETY: getuid/getgid have no preconditions.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let mut data = format!(
+        "fd={},rootmode={root_mode:o},user_id={uid},group_id={gid},default_permissions",
+        dev.as_raw_fd()
+    );
+    if allow_other {
+        data.push_str(",allow_other");
+    }
+    let fs_type = format!("fuse.{FS_NAME}");
+    match nix::mount::mount(
+        Some(FS_NAME),
+        mountpoint,
+        Some(fs_type.as_str()),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(data.as_str()),
+    ) {
+        Ok(()) => Ok(dev.into()),
+        Err(nix::errno::Errno::EPERM) => {
+            drop(dev);
+            fusermount(mountpoint, allow_other)
+        }
+        Err(e) => Err(io::Error::from(e)),
+    }
+}
+
+/// Mounts through `fusermount3`, which sends the descriptor back over a
+/// socket named by `_FUSE_COMMFD` (the protocol libfuse uses).
+fn fusermount(mountpoint: &Path, allow_other: bool) -> io::Result<OwnedFd> {
+    let (ours, theirs) = UnixStream::pair()?;
+    let mut opts = format!("nosuid,nodev,default_permissions,fsname={FS_NAME},subtype={FS_NAME}");
+    if allow_other {
+        opts.push_str(",allow_other");
+    }
+    let theirs_fd: RawFd = theirs.as_raw_fd();
+    let mut cmd = Command::new("fusermount3");
+    cmd.arg("-o")
+        .arg(opts)
+        .arg("--")
+        .arg(mountpoint)
+        .env("_FUSE_COMMFD", theirs_fd.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: the closure only calls fcntl, which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::fcntl(theirs_fd, libc::F_SETFD, 0) == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| {
+        if e.kind() == io::ErrorKind::NotFound {
+            io::Error::new(e.kind(), "fusermount3 not found (install fuse3)")
+        } else {
+            e
+        }
+    })?;
+    drop(theirs);
+    let received = receive_fd(&ours);
+    drop(ours);
+    let mut stderr = String::new();
+    if let Some(mut s) = child.stderr.take() {
+        let _ = s.read_to_string(&mut stderr);
+    }
+    let status = child.wait()?;
+    match received {
+        Ok(fd) if status.success() => Ok(fd),
+        _ => {
+            let msg = stderr.trim().trim_start_matches("fusermount3: ");
+            let kind = if msg.contains("user_allow_other") {
+                io::ErrorKind::PermissionDenied
+            } else {
+                io::ErrorKind::Other
+            };
+            Err(io::Error::new(
+                kind,
+                if msg.is_empty() {
+                    format!("fusermount3 failed ({status})")
+                } else {
+                    msg.to_string()
+                },
+            ))
+        }
+    }
+}
+
+/// Receives one descriptor (SCM_RIGHTS) from fusermount3.
+fn receive_fd(socket: &UnixStream) -> io::Result<OwnedFd> {
+    let mut byte = [0u8; 1];
+    let mut iov = [IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!(RawFd);
+    let msg = loop {
+        match recvmsg::<()>(
+            socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Err(nix::errno::Errno::EINTR) => {}
+            r => break r?,
+        }
+    };
+    for cmsg in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            let mut owned: Vec<OwnedFd> = fds
+                .into_iter()
+                .filter(|fd| *fd >= 0)
+                // SAFETY: the kernel just installed these descriptors in
+                // this process; nothing else owns them.
+                .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+                .collect();
+            if !owned.is_empty() {
+                return Ok(owned.swap_remove(0));
+            }
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "fusermount3 sent no descriptor",
+    ))
+}
+
+/// The mount as tmpfsd owns it: when dropped (the session has ended),
+/// unmounts lazily if the kernel still has the connection, which happens
+/// only when the session ended by an error; an unmounted connection
+/// answers POLLERR and is left alone, whatever is mounted at the path now.
+#[derive(Debug)]
+pub(super) struct Connection {
+    dev: File,
+    path: PathBuf,
+}
+
+impl Connection {
+    /// Watches the connection of `dev` (a duplicate of the session's
+    /// descriptor) mounted at `path`.
+    #[must_use]
+    pub(super) fn new(dev: OwnedFd, path: &Path) -> Self {
+        Self {
+            dev: File::from(dev),
+            path: path.to_path_buf(),
+        }
+    }
+
+    /// Whether the kernel still has the connection mounted.
+    #[must_use]
+    pub(super) fn is_live(&self) -> bool {
+        let mut pfd = libc::pollfd {
+            fd: self.dev.as_fd().as_raw_fd(),
+            events: 0,
+            revents: 0,
+        };
+        loop {
+            // SAFETY: one valid pollfd, zero timeout.
+            match unsafe { libc::poll(&mut pfd, 1, 0) } {
+                0 => return true,
+                1 => return pfd.revents & libc::POLLERR == 0,
+                _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+                _ => return false,
+            }
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if !self.is_live() {
+            return;
+        }
+        tracing::warn!(dir = %self.path.display(), "session ended while mounted; unmounting");
+        if let Err(e) = unmount_lazily(&self.path) {
+            tracing::warn!(dir = %self.path.display(), error = %e, "unmount failed");
+        }
+    }
+}
+
+fn unmount_lazily(path: &Path) -> io::Result<()> {
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    // SAFETY: a NUL-terminated path.
+    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() != Some(libc::EPERM) {
+        return Err(e);
+    }
+    let out = Command::new("fusermount3")
+        .args([OsStr::new("-u"), OsStr::new("-z"), OsStr::new("--"), path.as_os_str()])
+        .stdin(Stdio::null())
+        .output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ))
+    }
+}
