@@ -116,7 +116,8 @@ fn bench_on_given_directories_names_what_they_are() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "bench failed: {err}");
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(table.contains("(Tmpfsd)"), "{table}");
+    assert!(table.contains("(a tmpfsd mount)"), "{table}");
+    assert!(table.contains("(disk)"), "{table}");
     assert!(table.contains("named_tempfile_64k"), "{table}");
     // The given directories are left as they were.
     assert_eq!(fs::read_dir(m.path()).unwrap().count(), 0);

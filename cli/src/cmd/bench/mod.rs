@@ -37,6 +37,18 @@ pub(super) enum Kind {
     Disk,
 }
 
+impl Kind {
+    /// What the table says a directory is.
+    pub(super) fn describe(self) -> &'static str {
+        match self {
+            Kind::Tmpfsd => "a tmpfsd mount",
+            Kind::Tmpfs => "kernel tmpfs",
+            Kind::Fuse => "another FUSE file system",
+            Kind::Disk => "disk",
+        }
+    }
+}
+
 /// A directory under test.
 #[derive(Debug, Clone, serde::Serialize)]
 pub(super) struct Target {

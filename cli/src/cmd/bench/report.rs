@@ -132,7 +132,7 @@ impl Report {
             if self.reps == 1 { "" } else { "s" }
         );
         for t in &self.targets {
-            let _ = writeln!(out, "  {:<10} {} ({:?})", t.label, t.path.display(), t.kind);
+            let _ = writeln!(out, "  {:<10} {} ({})", t.label, t.path.display(), t.kind.describe());
         }
         out.push('\n');
         let width = |label: &str| label.len().max(9);
