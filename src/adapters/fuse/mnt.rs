@@ -11,11 +11,9 @@
 //! still its own: [`Connection::drop`] unmounts when the session ends
 //! while the kernel still has the connection, never after an unmount.
 
-use std::ffi::{CString, OsStr};
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSliceMut, Read};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -215,31 +213,8 @@ impl Drop for Connection {
             return;
         }
         tracing::warn!(dir = %self.path.display(), "session ended while mounted; unmounting");
-        if let Err(e) = unmount_lazily(&self.path) {
+        if let Err(e) = crate::sys::unmount(&self.path, true) {
             tracing::warn!(dir = %self.path.display(), error = %e, "unmount failed");
         }
-    }
-}
-
-fn unmount_lazily(path: &Path) -> io::Result<()> {
-    let c = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
-    // SAFETY: a NUL-terminated path.
-    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
-        return Ok(());
-    }
-    let e = io::Error::last_os_error();
-    if e.raw_os_error() != Some(libc::EPERM) {
-        return Err(e);
-    }
-    let out = Command::new("fusermount3")
-        .args([OsStr::new("-u"), OsStr::new("-z"), OsStr::new("--"), path.as_os_str()])
-        .stdin(Stdio::null())
-        .output()?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(io::Error::other(
-            String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        ))
     }
 }
