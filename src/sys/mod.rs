@@ -117,6 +117,16 @@ pub fn fs_type_magic(path: &Path) -> io::Result<i64> {
     Ok(st.f_type as i64)
 }
 
+/// The error of starting `fusermount3`, saying what to install when it
+/// is missing.
+pub(crate) fn fusermount3_error(e: io::Error) -> io::Error {
+    if e.kind() == io::ErrorKind::NotFound {
+        io::Error::new(e.kind(), "fusermount3 not found (install fuse3)")
+    } else {
+        e
+    }
+}
+
 /// Unmounts `path`: directly as root, through `fusermount3 -u` otherwise.
 /// With `lazy`, a busy mount is detached now and goes away when its last
 /// user lets go.
@@ -140,13 +150,7 @@ pub fn unmount(path: &Path, lazy: bool) -> io::Result<()> {
     if lazy {
         cmd.arg("-z");
     }
-    let out = cmd.arg("--").arg(path).output().map_err(|e| {
-        if e.kind() == io::ErrorKind::NotFound {
-            io::Error::new(e.kind(), "fusermount3 not found (install fuse3)")
-        } else {
-            e
-        }
-    })?;
+    let out = cmd.arg("--").arg(path).output().map_err(fusermount3_error)?;
     if out.status.success() {
         return Ok(());
     }

@@ -13,7 +13,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSliceMut, Read};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -94,13 +94,7 @@ fn fusermount(mountpoint: &Path, allow_other: bool) -> io::Result<OwnedFd> {
             }
         });
     }
-    let mut child = cmd.spawn().map_err(|e| {
-        if e.kind() == io::ErrorKind::NotFound {
-            io::Error::new(e.kind(), "fusermount3 not found (install fuse3)")
-        } else {
-            e
-        }
-    })?;
+    let mut child = cmd.spawn().map_err(crate::sys::fusermount3_error)?;
     drop(theirs);
     let received = receive_fd(&ours);
     drop(ours);
@@ -191,7 +185,7 @@ impl Connection {
     #[must_use]
     pub(super) fn is_live(&self) -> bool {
         let mut pfd = libc::pollfd {
-            fd: self.dev.as_fd().as_raw_fd(),
+            fd: self.dev.as_raw_fd(),
             events: 0,
             revents: 0,
         };

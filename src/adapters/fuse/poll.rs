@@ -20,7 +20,7 @@
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -28,7 +28,7 @@ use std::time::Duration;
 #[derive(Debug)]
 pub struct BusyPoll {
     shared: Arc<Shared>,
-    governor: Mutex<Option<JoinHandle<()>>>,
+    governor: OnceLock<JoinHandle<()>>,
 }
 
 #[derive(Debug)]
@@ -40,7 +40,7 @@ struct Shared {
     /// Whether the descriptor is (being made) non-blocking.
     polling: AtomicBool,
     /// The session's descriptor, once attached.
-    fd: Mutex<Option<OwnedFd>>,
+    fd: OnceLock<OwnedFd>,
     /// Guards `polling` transitions and `stop`; the governor waits on `wake`.
     state: Mutex<bool>,
     wake: Condvar,
@@ -56,26 +56,28 @@ impl BusyPoll {
                 window,
                 requests: AtomicU64::new(0),
                 polling: AtomicBool::new(false),
-                fd: Mutex::new(None),
+                fd: OnceLock::new(),
                 state: Mutex::new(false),
                 wake: Condvar::new(),
             }),
-            governor: Mutex::new(None),
+            governor: OnceLock::new(),
         }
     }
 
     /// Takes a duplicate of the session's descriptor and starts the
-    /// governor thread.
+    /// governor thread; a second call changes nothing.
     ///
     /// # Errors
     /// The governor thread could not be started.
     pub fn attach(&self, fd: OwnedFd) -> std::io::Result<()> {
-        *self.shared.fd.lock().unwrap_or_else(PoisonError::into_inner) = Some(fd);
+        if self.shared.fd.set(fd).is_err() {
+            return Ok(());
+        }
         let shared = Arc::clone(&self.shared);
         let handle = std::thread::Builder::new()
             .name("tmpfsd-poll".into())
             .spawn(move || shared.govern())?;
-        *self.governor.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
+        let _ = self.governor.set(handle);
         Ok(())
     }
 
@@ -100,7 +102,7 @@ impl Drop for BusyPoll {
     fn drop(&mut self) {
         *self.shared.state.lock().unwrap_or_else(PoisonError::into_inner) = true;
         self.shared.wake.notify_all();
-        if let Some(h) = self.governor.get_mut().unwrap_or_else(PoisonError::into_inner).take() {
+        if let Some(h) = self.governor.take() {
             let _ = h.join();
         }
     }
@@ -146,8 +148,7 @@ impl Shared {
     /// Sets or clears `O_NONBLOCK` on the session's descriptor; false when
     /// there is none yet or fcntl failed (the worker then keeps its mode).
     fn set_nonblocking(&self, on: bool) -> bool {
-        let fd = self.fd.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(fd) = fd.as_ref() else { return false };
+        let Some(fd) = self.fd.get() else { return false };
         let fd = fd.as_raw_fd();
         // SAFETY: fcntl on a descriptor this struct owns; F_GETFL and
         // F_SETFL take and return plain integers.
