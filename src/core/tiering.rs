@@ -187,7 +187,7 @@ impl Fs {
 
     /// After `data` shrank: back to RAM when far below the threshold.
     pub(crate) fn after_shrink(&self, node: &Node, data: &mut FileData) {
-        if data.tier() == Tier::Spill && data.len() <= self.tiers.spool / 4 {
+        if data.tier() == Tier::Spill && !data.in_passthrough() && data.len() <= self.tiers.spool / 4 {
             match data.unspill(&self.budget) {
                 Ok(()) => {
                     self.tiers.returns.fetch_add(1, Ordering::Relaxed);

@@ -192,6 +192,51 @@ impl FileData {
         }
     }
 
+    /// Starts a passthrough open of a spilled file (see
+    /// [`SpillFile::begin_passthrough`]): `None` in RAM, where the daemon
+    /// serves every open. The file stays spilled until the matching
+    /// [`FileData::end_passthrough`].
+    pub fn begin_passthrough(&mut self, mtime: std::time::SystemTime) -> Option<std::io::Result<std::fs::File>> {
+        match self {
+            Self::Ram(_) => None,
+            Self::Spill(f) => Some(f.begin_passthrough(mtime)),
+        }
+    }
+
+    /// Ends a passthrough open started by [`FileData::begin_passthrough`].
+    pub fn end_passthrough(&mut self, budget: &Budget) {
+        if let Self::Spill(f) = self {
+            f.end_passthrough(budget);
+        }
+    }
+
+    /// Whether passthrough opens hold the file (it cannot change tiers).
+    #[must_use]
+    pub fn in_passthrough(&self) -> bool {
+        matches!(self, Self::Spill(f) if f.in_passthrough())
+    }
+
+    /// In passthrough: size, allocated bytes, modification and change
+    /// times as the kernel's writes left them.
+    #[must_use]
+    pub fn passthrough_state(&self) -> Option<(u64, u64, std::time::SystemTime, std::time::SystemTime)> {
+        match self {
+            Self::Spill(f) => {
+                let (mtime, ctime) = f.passthrough_times()?;
+                Some((f.len(), f.allocated_now(), mtime, ctime))
+            }
+            Self::Ram(_) => None,
+        }
+    }
+
+    /// In passthrough: sets the modification time the kernel's writes
+    /// will move on from.
+    pub fn set_passthrough_mtime(&self, mtime: std::time::SystemTime) {
+        if let Self::Spill(f) = self {
+            f.set_passthrough_mtime(mtime);
+        }
+    }
+
     /// Moves the bytes to a new spill file in `dir`; does nothing if they
     /// are spilled already. On failure the file stays in RAM, unchanged.
     ///

@@ -24,6 +24,17 @@
 //! requests in flight to the daemon's RSS. The next access to those pages
 //! costs a minor fault, small next to a FUSE round trip.
 //!
+//! # Passthrough
+//! While the kernel holds the file for FUSE passthrough opens
+//! ([`SpillFile::begin_passthrough`]), it reads and writes the disk file
+//! itself. The disk file's size is then the file's size, exactly (the
+//! kernel reads up to it), the map is dropped, and whatever the daemon
+//! still does to the file (truncate, fallocate, copy_file_range) goes
+//! through pread/pwrite after re-reading the size. Blocks the kernel
+//! writes are charged to the budget when the daemon next looks (a stat,
+//! the last close): the `size=` limit is enforced for the daemon's own
+//! writes only, the spill disk bounds the kernel's.
+//!
 //! # Failures stick
 //! After an I/O error other than ENOSPC, the file answers EIO from then on
 //! and the error is logged once: it never serves half-correct data. A disk
@@ -32,13 +43,14 @@
 //! I/O error instead of the end of the daemon.
 
 use std::ffi::CString;
-use std::fs::{File, OpenOptions};
+use std::fs::{File, FileTimes, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::SystemTime;
 
 use memmap2::{MmapMut, MmapOptions, UncheckedAdvice};
 
@@ -243,6 +255,8 @@ pub struct SpillFile {
     reserved: u64,
     /// Bytes charged to the budget (the disk file's allocated blocks).
     charged: u64,
+    /// Passthrough opens: while non-zero the kernel writes the file too.
+    passthrough: u32,
     failed: AtomicBool,
 }
 
@@ -252,6 +266,7 @@ impl std::fmt::Debug for SpillFile {
             .field("len", &self.len)
             .field("reserved", &self.reserved)
             .field("charged", &self.charged)
+            .field("passthrough", &self.passthrough)
             .field("failed", &self.failed.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
@@ -270,20 +285,117 @@ impl SpillFile {
             disk_len: 0,
             reserved: 0,
             charged: 0,
+            passthrough: 0,
             failed: AtomicBool::new(false),
         })
     }
 
-    /// Logical size.
+    /// Logical size (in passthrough, the disk file's size as of now).
     #[must_use]
     pub fn len(&self) -> u64 {
+        if self.passthrough > 0 {
+            if let Ok(m) = self.file.metadata() {
+                return m.len();
+            }
+        }
         self.len
     }
 
     /// Whether the file is empty.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
+    }
+
+    /// Whether passthrough opens hold the file.
+    #[must_use]
+    pub fn in_passthrough(&self) -> bool {
+        self.passthrough > 0
+    }
+
+    /// Starts one passthrough open: cuts the disk file to the logical size
+    /// (the kernel reads up to its end), gives the file's modification
+    /// time `mtime` (so that a later change shows as a newer time) and
+    /// returns a descriptor of it for the kernel. The file then stays in
+    /// this mode until as many [`SpillFile::end_passthrough`] calls.
+    ///
+    /// # Errors
+    /// The descriptor could not be duplicated (nothing changed), or the
+    /// disk file could not be cut ([`SpillError::Failed`] from then on).
+    pub fn begin_passthrough(&mut self, mtime: SystemTime) -> io::Result<File> {
+        if self.failed() {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        let dup = self.file.try_clone()?;
+        if self.passthrough == 0 {
+            self.map = None;
+            if self.disk_len != self.len {
+                if let Err(e) = self.file.set_len(self.len) {
+                    self.fail("truncate", &e);
+                    return Err(e);
+                }
+                self.disk_len = self.len;
+                self.reserved = self.reserved.min(self.len / PAGE * PAGE);
+            }
+            let _ = self.file.set_times(FileTimes::new().set_modified(mtime));
+        }
+        self.passthrough += 1;
+        Ok(dup)
+    }
+
+    /// Ends one passthrough open; after the last, takes the size and the
+    /// allocation the kernel left.
+    pub fn end_passthrough(&mut self, budget: &Budget) {
+        self.passthrough = self.passthrough.saturating_sub(1);
+        if self.passthrough == 0 {
+            let _ = self.sync(budget);
+        }
+    }
+
+    /// In passthrough: the disk file's modification and change times (the
+    /// kernel's writes move them), `None` otherwise.
+    #[must_use]
+    pub fn passthrough_times(&self) -> Option<(SystemTime, SystemTime)> {
+        if self.passthrough == 0 {
+            return None;
+        }
+        let m = self.file.metadata().ok()?;
+        let ctime = SystemTime::UNIX_EPOCH
+            + std::time::Duration::new(u64::try_from(m.ctime()).ok()?, u32::try_from(m.ctime_nsec()).ok()?);
+        Some((m.modified().ok()?, ctime))
+    }
+
+    /// In passthrough: sets the disk file's modification time, which the
+    /// file's own follows while the kernel holds it.
+    pub fn set_passthrough_mtime(&self, mtime: SystemTime) {
+        if self.passthrough > 0 {
+            let _ = self.file.set_times(FileTimes::new().set_modified(mtime));
+        }
+    }
+
+    /// Takes size and allocation from the disk file (which the kernel
+    /// changes in passthrough) and settles the budget to it.
+    fn sync(&mut self, budget: &Budget) -> Result<(), SpillError> {
+        let size = match self.file.metadata() {
+            Ok(m) => m.len(),
+            Err(e) => return Err(self.fail("fstat", &e)),
+        };
+        self.len = size;
+        self.disk_len = size;
+        self.reserved = self.reserved.min(size / PAGE * PAGE);
+        self.settle(budget)
+    }
+
+    /// Allocated bytes of the disk file now (passthrough writes change it
+    /// behind the daemon), else what is charged.
+    #[must_use]
+    pub fn allocated_now(&self) -> u64 {
+        if self.passthrough > 0 {
+            if let Ok(m) = self.file.metadata() {
+                return m.blocks() * 512;
+            }
+        }
+        self.charged
     }
 
     /// Disk bytes held, charged to the budget.
@@ -426,11 +538,14 @@ impl SpillFile {
     /// [`SpillError::Failed`] for a poisoned file or a read error.
     pub fn read_at(&self, off: u64, buf: &mut [u8]) -> Result<usize, SpillError> {
         self.check()?;
-        if off >= self.len {
+        let len = self.len();
+        if off >= len {
             return Ok(0);
         }
-        let n = usize::try_from((self.len - off).min(buf.len() as u64)).unwrap_or(buf.len());
+        let n = usize::try_from((len - off).min(buf.len() as u64)).unwrap_or(buf.len());
         let end = off + n as u64;
+        // In passthrough the map is gone (and the kernel may shorten
+        // nothing, but grows the file under it): pread.
         match &self.map {
             Some(map) if end <= map.len() as u64 => {
                 let (start, len) = (map.as_ptr() as usize, map.len());
@@ -458,6 +573,9 @@ impl SpillFile {
             return Ok(());
         }
         let end = off + data.len() as u64;
+        if self.passthrough > 0 {
+            return self.write_exact(off, data, budget);
+        }
         self.reserve(off, end, budget)?;
         match self.map_to(end)? {
             Some(map) => {
@@ -477,12 +595,46 @@ impl SpillFile {
         Ok(())
     }
 
+    /// A write in passthrough: blocks first (KEEP_SIZE, so that ENOSPC
+    /// comes before any byte is written and the size stays exact), then
+    /// pwrite, which moves the size only as far as the data.
+    fn write_exact(&mut self, off: u64, data: &[u8], budget: &Budget) -> Result<(), SpillError> {
+        let len = data.len() as u64;
+        if budget.reserve_bytes(len).is_err() {
+            return Err(SpillError::NoSpace);
+        }
+        let r = fallocate(&self.file, libc::FALLOC_FL_KEEP_SIZE, off, len);
+        budget.release_bytes(len);
+        match r {
+            Ok(()) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) => {
+                self.sync(budget)?;
+                return Err(SpillError::NoSpace);
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EFBIG) => return Err(SpillError::TooBig),
+            Err(e) => return Err(self.fail("fallocate", &e)),
+        }
+        if let Err(e) = self.file.write_all_at(data, off) {
+            return Err(self.fail("write", &e));
+        }
+        self.sync(budget)
+    }
+
     /// Truncates or extends (extending leaves a hole: no blocks).
     ///
     /// # Errors
     /// [`SpillError::Failed`].
     pub fn set_len(&mut self, len: u64, budget: &Budget) -> Result<(), SpillError> {
         self.check()?;
+        if self.passthrough > 0 {
+            if let Err(e) = self.file.set_len(len) {
+                if matches!(e.raw_os_error(), Some(libc::EFBIG | libc::EINVAL)) {
+                    return Err(SpillError::TooBig);
+                }
+                return Err(self.fail("truncate", &e));
+            }
+            return self.sync(budget);
+        }
         if len < self.disk_len {
             // Drop the map first: pages past the new end must not stay mapped.
             if len < self.map.as_ref().map_or(0, |m| m.len() as u64) {
@@ -513,7 +665,7 @@ impl SpillFile {
     /// [`SpillError::Failed`].
     pub fn punch_hole(&mut self, off: u64, len: u64, budget: &Budget) -> Result<(), SpillError> {
         self.check()?;
-        let end = off.saturating_add(len).min(self.len);
+        let end = off.saturating_add(len).min(self.len());
         if off >= end {
             return Ok(());
         }
@@ -539,13 +691,23 @@ impl SpillFile {
         if budget.reserve_bytes(len).is_err() {
             return Err(SpillError::NoSpace);
         }
-        let r = fallocate(&self.file, 0, off, len);
+        // In passthrough the disk file's size is the file's: KEEP_SIZE
+        // must reach the disk file as such.
+        let mode = if keep_size && self.passthrough > 0 {
+            libc::FALLOC_FL_KEEP_SIZE
+        } else {
+            0
+        };
+        let r = fallocate(&self.file, mode, off, len);
         budget.release_bytes(len);
         match r {
             Ok(()) => {}
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) => return Err(SpillError::NoSpace),
             Err(e) if e.raw_os_error() == Some(libc::EFBIG) => return Err(SpillError::TooBig),
             Err(e) => return Err(self.fail("fallocate", &e)),
+        }
+        if self.passthrough > 0 {
+            return self.sync(budget);
         }
         self.disk_len = self.disk_len.max(end);
         if !keep_size {
@@ -555,7 +717,7 @@ impl SpillFile {
     }
 
     fn seek(&self, off: u64, whence: i32) -> Option<u64> {
-        if off >= self.len {
+        if off >= self.len() {
             return None;
         }
         // SAFETY: lseek on a descriptor we own; pread/pwrite ignore the position.
@@ -566,16 +728,18 @@ impl SpillFile {
     /// SEEK_DATA (reserved but unwritten blocks count as data).
     #[must_use]
     pub fn seek_data(&self, off: u64) -> Option<u64> {
-        self.seek(off, libc::SEEK_DATA).filter(|p| *p < self.len)
+        let len = self.len();
+        self.seek(off, libc::SEEK_DATA).filter(|p| *p < len)
     }
 
     /// SEEK_HOLE; the end of the file counts as a hole.
     #[must_use]
     pub fn seek_hole(&self, off: u64) -> Option<u64> {
-        if off >= self.len {
+        let len = self.len();
+        if off >= len {
             return None;
         }
-        Some(self.seek(off, libc::SEEK_HOLE).map_or(self.len, |p| p.min(self.len)))
+        Some(self.seek(off, libc::SEEK_HOLE).map_or(len, |p| p.min(len)))
     }
 
     /// Gives the disk space back to the budget; the file itself goes when
@@ -588,6 +752,7 @@ impl SpillFile {
         self.len = 0;
         self.disk_len = 0;
         self.reserved = 0;
+        self.passthrough = 0;
     }
 }
 
