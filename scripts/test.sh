@@ -84,6 +84,13 @@ run "fsx" with_mount "size=2g" bash tests/scripts/fsx.sh
 # that the file keeps crossing tiers (truncates below 16 KiB bring it back);
 # with busy polling, so that the polling worker is exercised too.
 run "fsx across tiers" with_mount "size=2g,spool=64k,max_ram=1m,busy_poll=200" env FSX_FLEN=262144 bash tests/scripts/fsx.sh
+# passthrough=on: reopens of the spilled file are passed through to the
+# kernel, truncates below 16 KiB bring it back to RAM at its last close, so
+# the file keeps alternating between the kernel's I/O and the daemon's.
+# Without mapped I/O: fsx leaks its maps, and each keeps a handle open
+# that would keep the file from ever being passed through.
+run "fsx through passthrough" with_mount "size=2g,spool=64k,max_ram=1m,passthrough=on" \
+    env FSX_MMAP=0 FSX_CLOSE_OPEN=5 FSX_FLEN=1048576 bash tests/scripts/fsx.sh
 
 # A test process that was killed (not failed) cannot run its guards: make
 # sure no mount of ours outlives the run, and say so if one was found.

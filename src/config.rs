@@ -14,6 +14,7 @@
 //! | `uid=`, `gid=` | the mounting user's |
 //! | `writeback=` | `off`: every write reaches the daemon before it returns |
 //! | `busy_poll=` | `0`: workers sleep between requests |
+//! | `passthrough=` | `off`: the daemon serves the reads and writes of every file |
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -61,6 +62,13 @@ pub struct MountConfig {
     /// requests in a burst then skip the cross-CPU wake-up of the daemon,
     /// at the price of up to one busy CPU while they keep coming.
     pub busy_poll_us: u32,
+    /// Open spilled files with FUSE passthrough where the kernel allows it
+    /// (Linux 6.9 or later, a daemon with CAP_SYS_ADMIN; elsewhere the
+    /// daemon serves them, silently): their reads and writes then go
+    /// straight to the spill file. Every open then costs a round trip (the
+    /// kernel must ask which kind of open it is), where otherwise opens
+    /// cost none; off by default.
+    pub passthrough: bool,
 }
 
 /// Longest accepted `busy_poll=` window: 100 ms.
@@ -149,6 +157,7 @@ impl MountConfig {
             expire: None,
             writeback: false,
             busy_poll_us: 0,
+            passthrough: false,
         }
     }
 
@@ -219,6 +228,13 @@ impl MountConfig {
             }
             "writeback" => {
                 self.writeback = match need()? {
+                    "on" => true,
+                    "off" => false,
+                    _ => return Err(ConfigError::new(opt, "expected on or off")),
+                };
+            }
+            "passthrough" => {
+                self.passthrough = match need()? {
                     "on" => true,
                     "off" => false,
                     _ => return Err(ConfigError::new(opt, "expected on or off")),
@@ -391,6 +407,12 @@ mod tests {
         assert!(!MountConfig::parse("writeback=off").unwrap().writeback);
         assert!(MountConfig::parse("writeback=on").unwrap().writeback);
         assert_eq!(c.busy_poll_us, 0, "busy polling is off by default");
+        assert!(!c.passthrough, "passthrough is off by default");
+        assert!(MountConfig::parse("passthrough=on").unwrap().passthrough);
+        for bad in ["passthrough", "passthrough=yes"] {
+            let e = MountConfig::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("passthrough"), "{bad}: {e}");
+        }
         assert_eq!(MountConfig::parse("busy_poll=200").unwrap().busy_poll_us, 200);
         for bad in [
             "busy_poll",

@@ -8,6 +8,7 @@ mod bench;
 mod cache;
 mod cli;
 mod companion;
+mod passthrough;
 mod posix;
 mod robustness;
 mod spill;

@@ -32,7 +32,7 @@ mod tiering;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -236,6 +236,21 @@ impl NewNode {
 struct Handle {
     node: Arc<Node>,
     append: bool,
+    /// The kernel serves this open by passthrough.
+    passthrough: bool,
+}
+
+/// How the kernel is to serve a file opened with [`Fs::open_file`].
+#[derive(Debug)]
+pub enum OpenMode {
+    /// Through the daemon.
+    Served,
+    /// By passthrough to this spill file, which the adapter registers
+    /// with the kernel (one registration per node at a time). The kernel
+    /// drops its cached pages of the file at such an open (the reply does
+    /// not ask to keep them), so none can outlive the kernel's own writes
+    /// to the spill file.
+    Passthrough(std::fs::File),
 }
 
 /// Counters for `status`.
@@ -273,6 +288,9 @@ pub struct Stats {
     pub enospc: u64,
     /// Open handles.
     pub open_handles: u64,
+    /// Open handles the kernel serves by passthrough.
+    #[serde(default)]
+    pub passthrough_opens: u64,
 }
 
 /// The file system. Shared by every adapter thread (`&self` everywhere).
@@ -283,6 +301,7 @@ pub struct Fs {
     next_id: AtomicU64,
     next_handle: AtomicU64,
     budget: Budget,
+    passthrough: bool,
     rename_lock: Mutex<()>,
     tiers: Tiers,
     invalidator: OnceLock<Box<dyn Invalidate>>,
@@ -356,6 +375,7 @@ impl Fs {
             next_id: AtomicU64::new(NodeId::ROOT.0 + 1),
             next_handle: AtomicU64::new(1),
             budget: Budget::new(config.size, config.nr_inodes),
+            passthrough: config.passthrough && spilling,
             rename_lock: Mutex::new(()),
             tiers: Tiers::new(
                 spill,
@@ -391,9 +411,10 @@ impl Fs {
             parent: AtomicU64::new(NodeId::ROOT.0),
             size: AtomicU64::new(40),
             allocated: AtomicU64::new(0),
-            spilled: std::sync::atomic::AtomicBool::new(false),
+            spilled: AtomicBool::new(false),
             name_hint: parking_lot::Mutex::new(None),
             touched: AtomicU64::new(tiering::now_secs()),
+            passthrough_opens: AtomicU64::new(0),
         };
         // The root always counts as one inode, even past a tiny limit.
         let _ = fs.budget.reserve_inode();
@@ -424,6 +445,7 @@ impl Fs {
             return Ok(Handle {
                 node: self.node(id).map_err(|_| FsError::BadHandle)?,
                 append: false,
+                passthrough: false,
             });
         }
         self.handles
@@ -444,9 +466,25 @@ impl Fs {
     /// which files are open. The node's lookup count, held by the kernel
     /// while a file is open, then keeps an unlinked file alive until its
     /// last close.
+    /// With `passthrough=on` files need open state (the kernel learns at
+    /// each open whether to pass it through); directories never do.
     #[must_use]
     pub fn stateless_opens(&self) -> bool {
+        self.stateless_dirs() && !self.passthrough
+    }
+
+    /// Whether directories may be opened without open and release
+    /// requests (see [`Fs::stateless_opens`]).
+    #[must_use]
+    pub fn stateless_dirs(&self) -> bool {
         !self.tiers.delete_on_close && self.tiers.expire.is_none()
+    }
+
+    /// Whether `passthrough=on`: [`Fs::open_file`] may answer
+    /// [`OpenMode::Passthrough`].
+    #[must_use]
+    pub fn passthrough(&self) -> bool {
+        self.passthrough
     }
 
     /// Removes the node from the table if nothing refers to it any more,
@@ -469,6 +507,9 @@ impl Fs {
     }
 
     fn attr_of(node: &Node) -> Attr {
+        if node.passthrough_opens.load(Ordering::Acquire) > 0 {
+            Self::take_passthrough_state(node);
+        }
         let m = node.meta.lock();
         Attr {
             ino: node.id,
@@ -484,6 +525,24 @@ impl Fs {
             mtime: m.mtime,
             ctime: m.ctime,
             crtime: m.crtime,
+        }
+    }
+
+    /// Takes size, allocation and times from a spill file that the kernel
+    /// writes by passthrough: they are the file's while it does.
+    fn take_passthrough_state(node: &Node) {
+        let Some(data) = node.file() else { return };
+        let d = data.read();
+        let Some((size, allocated, mtime, ctime)) = d.passthrough_state() else {
+            return;
+        };
+        node.size.store(size, Ordering::Release);
+        node.allocated.store(allocated, Ordering::Release);
+        let mut m = node.meta.lock();
+        if m.mtime != mtime {
+            // Written since: the change time moves with it.
+            m.mtime = mtime;
+            m.ctime = m.ctime.max(ctime);
         }
     }
 
@@ -596,7 +655,13 @@ impl Fs {
             None => {}
         }
         m.ctime = set.ctime.unwrap_or(t);
+        let mtime = m.mtime;
         drop(m);
+        if node.passthrough_opens.load(Ordering::Acquire) > 0 {
+            if let Some(data) = node.file() {
+                data.read().set_passthrough_mtime(mtime);
+            }
+        }
         Ok(Self::attr_of(&node))
     }
 
@@ -687,9 +752,10 @@ impl Fs {
             parent: AtomicU64::new(parent.0),
             size: AtomicU64::new(size),
             allocated: AtomicU64::new(0),
-            spilled: std::sync::atomic::AtomicBool::new(false),
+            spilled: AtomicBool::new(false),
             name_hint: parking_lot::Mutex::new(Some((parent, Arc::from(name)))),
             touched: AtomicU64::new(tiering::now_secs()),
+            passthrough_opens: AtomicU64::new(0),
         });
         self.nodes.insert(id, Arc::clone(&node));
         d.insert(name, id, kind);
@@ -1090,6 +1156,10 @@ impl Fs {
     // ------------------------------------------------------------ open files
 
     fn open_node(&self, node: &Arc<Node>, flags: i32) -> HandleId {
+        self.open_node_as(node, flags, false)
+    }
+
+    fn open_node_as(&self, node: &Arc<Node>, flags: i32, passthrough: bool) -> HandleId {
         node.opens.fetch_add(1, Ordering::AcqRel);
         node.touch();
         let fh = HandleId(self.next_handle.fetch_add(1, Ordering::Relaxed));
@@ -1098,9 +1168,98 @@ impl Fs {
             Handle {
                 node: Arc::clone(node),
                 append: flags & libc::O_APPEND != 0,
+                passthrough,
             },
         );
         fh
+    }
+
+    /// Opens a regular file, deciding how the kernel serves it. With
+    /// `passthrough=on` and `want_passthrough` (the adapter's kernel takes
+    /// it), a spilled file that no daemon-served handle has open is handed
+    /// to the kernel ([`OpenMode::Passthrough`]); the kernel refuses to mix
+    /// the two kinds of open on one file, so a file open the other way
+    /// keeps that way until its last close.
+    ///
+    /// # Errors
+    /// ENOENT; EISDIR for a directory opened for writing.
+    pub fn open_file(
+        &self,
+        caller: Caller,
+        ino: NodeId,
+        flags: i32,
+        want_passthrough: bool,
+    ) -> FsResult<(HandleId, OpenMode)> {
+        let node = self.node(ino)?;
+        let (true, Some(data)) = (self.passthrough && want_passthrough, node.file()) else {
+            return Ok((self.open(caller, ino, flags)?, OpenMode::Served));
+        };
+        let mut d = data.write();
+        let opens = node.opens.load(Ordering::Acquire);
+        let served = opens.saturating_sub(node.passthrough_opens.load(Ordering::Acquire));
+        if served == 0 {
+            let mtime = node.meta.lock().mtime;
+            match d.begin_passthrough(mtime) {
+                Some(Ok(file)) => {
+                    node.passthrough_opens.fetch_add(1, Ordering::AcqRel);
+                    let fh = self.open_node_as(&node, flags, true);
+                    return Ok((fh, OpenMode::Passthrough(file)));
+                }
+                Some(Err(e)) => tracing::debug!(ino = ino.0, "open served by the daemon: {e}"),
+                None => {}
+            }
+        }
+        Ok((self.open_node(&node, flags), OpenMode::Served))
+    }
+
+    /// Passthrough handles open on `ino` (0 once it is gone).
+    #[must_use]
+    pub fn passthrough_opens(&self, ino: NodeId) -> u64 {
+        self.nodes
+            .get(&ino)
+            .map_or(0, |n| n.passthrough_opens.load(Ordering::Acquire))
+    }
+
+    /// The adapter could not hand a passthrough open to the kernel: the
+    /// handle becomes a daemon-served one.
+    ///
+    /// # Errors
+    /// EBADF for an unknown handle.
+    pub fn passthrough_refused(&self, fh: HandleId) -> FsResult<()> {
+        let node = {
+            let mut h = self.handles.get_mut(&fh).ok_or(FsError::BadHandle)?;
+            if !h.passthrough {
+                return Ok(());
+            }
+            h.passthrough = false;
+            Arc::clone(&h.node)
+        };
+        self.end_passthrough(&node, false);
+        Ok(())
+    }
+
+    /// Ends one passthrough open of `node`; with `close`, the handle goes
+    /// as well, in the same critical section (so that [`Fs::open_file`]
+    /// never counts a passthrough handle as a daemon-served one). Returns
+    /// the node's remaining opens.
+    fn end_passthrough(&self, node: &Node, close: bool) -> u64 {
+        let Some(data) = node.file() else {
+            return node.opens.load(Ordering::Acquire);
+        };
+        // Size and times as the kernel's last writes left them.
+        Self::take_passthrough_state(node);
+        let mut d = data.write();
+        d.end_passthrough(&self.budget);
+        if saturating_dec(&node.passthrough_opens, 1) == 0 {
+            // Cut short while the kernel held it: back to RAM now.
+            self.after_shrink(node, &mut d);
+        }
+        node.publish(&d);
+        if close {
+            saturating_dec(&node.opens, 1)
+        } else {
+            node.opens.load(Ordering::Acquire)
+        }
     }
 
     /// Opens a node (file or, with [`Fs::opendir`], directory).
@@ -1136,7 +1295,12 @@ impl Fs {
             return Ok(());
         }
         let (_, h) = self.handles.remove(&fh).ok_or(FsError::BadHandle)?;
-        if saturating_dec(&h.node.opens, 1) == 0 {
+        let remaining = if h.passthrough {
+            self.end_passthrough(&h.node, true)
+        } else {
+            saturating_dec(&h.node.opens, 1)
+        };
+        if remaining == 0 {
             self.closed(&h.node);
             self.maybe_evict(&h.node);
         }
@@ -1373,6 +1537,7 @@ impl Fs {
             inode_limit: self.budget.inode_limit(),
             enospc: self.budget.enospc_count(),
             open_handles: self.handles.len() as u64,
+            passthrough_opens: self.handles.iter().filter(|h| h.passthrough).count() as u64,
         }
     }
 

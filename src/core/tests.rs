@@ -951,3 +951,81 @@ fn writes_truncates_and_chowns_drop_privileges_as_linux_does() {
     assert_eq!(perm(&fs), 0o0755);
     fs.release(fh).unwrap();
 }
+
+fn spilling_fs(opts: &str) -> (tempfile::TempDir, Fs) {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = crate::storage::spill::SpillDir::create(parent.path(), true).unwrap();
+    let fs = Fs::with_spill_dir(&MountConfig::parse(opts).unwrap(), USER, Some(dir));
+    (parent, fs)
+}
+
+#[test]
+fn passthrough_takes_spilled_files_that_no_daemon_served_handle_holds() {
+    use std::os::unix::fs::FileExt;
+    let (_parent, fs) = spilling_fs("size=1g,spool=64k,passthrough=on");
+    assert!(!fs.stateless_opens(), "the kernel must ask at every open");
+    let (ino, fh) = create(&fs, NodeId::ROOT, "f");
+    fs.write(fh, 0, &[7u8; 100_000]).unwrap();
+    assert_eq!(fs.tier(ino), Ok(Tier::Spill));
+    // A handle served by the daemon is open: so is the next one.
+    let (served, mode) = fs.open_file(USER, ino, libc::O_RDWR, true).unwrap();
+    assert!(matches!(mode, OpenMode::Served), "{mode:?}");
+    fs.release(served).unwrap();
+    fs.release(fh).unwrap();
+    // Not when the adapter's kernel cannot take it.
+    let (h, mode) = fs.open_file(USER, ino, libc::O_RDWR, false).unwrap();
+    assert!(matches!(mode, OpenMode::Served), "{mode:?}");
+    fs.release(h).unwrap();
+
+    // Closed: passed through, and so is a second open. What the kernel
+    // writes to the descriptor is the file's size and contents.
+    let (a, OpenMode::Passthrough(file)) = fs.open_file(USER, ino, libc::O_RDWR, true).unwrap() else {
+        panic!("a closed spilled file is passed through");
+    };
+    let (b, mode) = fs.open_file(USER, ino, libc::O_RDONLY, true).unwrap();
+    assert!(matches!(mode, OpenMode::Passthrough(_)), "{mode:?}");
+    assert_eq!(fs.stats().passthrough_opens, 2);
+    file.write_all_at(b"kernel", 100_000).unwrap();
+    assert_eq!(fs.getattr(ino).unwrap().size, 100_006);
+    assert_eq!(fs.read(b, 99_998, 100).unwrap(), b"\x07\x07kernel");
+    // The daemon's own writes keep the disk file's size exact.
+    fs.write(a, 200_000, b"daemon").unwrap();
+    assert_eq!(file.metadata().unwrap().len(), 200_006);
+    // Cut far below the threshold: spilled while the kernel holds it,
+    // back in RAM after the last close, contents intact.
+    let cut = SetAttr {
+        size: Some(10),
+        ..SetAttr::default()
+    };
+    fs.setattr(USER, ino, cut).unwrap();
+    assert_eq!(file.metadata().unwrap().len(), 10);
+    assert_eq!(fs.tier(ino), Ok(Tier::Spill));
+    fs.release(a).unwrap();
+    assert_eq!(fs.tier(ino), Ok(Tier::Spill));
+    fs.release(b).unwrap();
+    assert_eq!(fs.tier(ino), Ok(Tier::Ram));
+    assert_eq!(fs.stats().passthrough_opens, 0);
+    let h = fs.open(USER, ino, libc::O_RDONLY).unwrap();
+    assert_eq!(fs.read(h, 0, 100).unwrap(), [7u8; 10]);
+}
+
+#[test]
+fn passthrough_writes_of_the_kernel_are_charged_when_the_daemon_looks() {
+    use std::os::unix::fs::FileExt;
+    let (_parent, fs) = spilling_fs("size=1g,spool=64k,passthrough=on");
+    let (ino, fh) = create(&fs, NodeId::ROOT, "f");
+    fs.write(fh, 0, &[1u8; 100_000]).unwrap();
+    fs.release(fh).unwrap();
+    let (a, OpenMode::Passthrough(file)) = fs.open_file(USER, ino, libc::O_RDWR, true).unwrap() else {
+        panic!("passed through");
+    };
+    file.write_all_at(&[2u8; 1 << 20], 1 << 20).unwrap();
+    let attr = fs.getattr(ino).unwrap();
+    assert_eq!(attr.size, 2 << 20);
+    assert!(attr.blocks * 512 >= (1 << 20) + 100_000, "{} blocks", attr.blocks);
+    fs.release(a).unwrap();
+    // Charged: the disk blocks of both writes (the budget had only the
+    // daemon's before).
+    let bytes = fs.stats().bytes;
+    assert!(bytes >= (1 << 20) + 100_000, "{bytes} bytes charged");
+}

@@ -15,17 +15,20 @@ mod session;
 use std::ffi::OsStr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use dashmap::mapref::entry::Entry as SlotEntry;
+use dashmap::DashMap;
 use fuser::{
-    AccessFlags, BsdFileFlags, CopyFileRangeFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
-    InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
-    TimeOrNow, WriteFlags,
+    AccessFlags, BackingId, BsdFileFlags, CopyFileRangeFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation,
+    INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use crate::core::{self, Caller, Entry, Fallocate, Fs, HandleId, NodeId, SetAttr, TimeSet, Whence};
+use crate::core::{self, Caller, Entry, Fallocate, Fs, HandleId, NodeId, OpenMode, SetAttr, TimeSet, Whence};
 use crate::error::FsError;
 use attr::{errno, file_attr, file_type, TTL};
 pub use poll::BusyPoll;
@@ -40,11 +43,27 @@ const MAX_WRITE: u32 = 1 << 20;
 /// between tiers never changes the contents.
 const OPEN_FLAGS: FopenFlags = FopenFlags::FOPEN_KEEP_CACHE;
 
+/// A spill file registered with the kernel for passthrough opens of one
+/// node: the kernel wants the same registration for every such open of a
+/// file, so it lives while the node has any.
+struct Backing(BackingId);
+
+impl std::fmt::Debug for Backing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Backing")
+    }
+}
+
 /// The FUSE face of a [`Fs`].
 #[derive(Debug)]
 pub struct FuseFs {
     fs: Arc<Fs>,
     writeback: bool,
+    /// Passthrough is on and the kernel has not refused it (yet).
+    passthrough: AtomicBool,
+    /// Passthrough registrations by node; the map's entry lock also
+    /// orders the opens and releases of one node.
+    backing: DashMap<u64, Backing>,
     poll: Option<Arc<BusyPoll>>,
     /// Dropped with the session: unmounts a connection left mounted.
     #[cfg(target_os = "linux")]
@@ -57,8 +76,10 @@ impl FuseFs {
     #[must_use]
     pub fn new(fs: Arc<Fs>, writeback: bool) -> Self {
         Self {
+            passthrough: AtomicBool::new(fs.passthrough()),
             fs,
             writeback,
+            backing: DashMap::new(),
             poll: None,
             #[cfg(target_os = "linux")]
             connection: None,
@@ -77,6 +98,23 @@ impl FuseFs {
     pub fn with_busy_poll(mut self, poll: Arc<BusyPoll>) -> Self {
         self.poll = Some(poll);
         self
+    }
+
+    /// The kernel would not take a spill file for passthrough: for good
+    /// when it never will (no privilege, no support), so that later opens
+    /// do not ask again.
+    fn passthrough_refused(&self, e: &std::io::Error) {
+        let for_good = matches!(
+            e.raw_os_error(),
+            Some(libc::EPERM | libc::EACCES | libc::ENOTTY | libc::EINVAL | libc::EOPNOTSUPP | libc::ENOSYS)
+        );
+        if for_good {
+            if self.passthrough.swap(false, Ordering::Relaxed) {
+                tracing::info!("the kernel refused FUSE passthrough ({e}); the daemon serves spilled files");
+            }
+        } else {
+            tracing::debug!("passthrough refused for one open: {e}");
+        }
     }
 
     /// Runs one request handler, catching a panic so that the session
@@ -180,6 +218,17 @@ impl Filesystem for FuseFs {
         let _ = config.add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV_V2);
         if self.writeback {
             let _ = config.add_capabilities(InitFlags::FUSE_WRITEBACK_CACHE);
+        }
+        // PASSTHROUGH (passthrough=on): opens of spilled files hand the
+        // spill file to the kernel. A stack depth of 1: the spill file
+        // system must not itself be stacked.
+        if self.passthrough.load(Ordering::Relaxed) {
+            if config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok() && config.set_max_stack_depth(1).is_ok() {
+                tracing::debug!("passthrough offered by the kernel");
+            } else {
+                tracing::info!("this kernel has no FUSE passthrough; the daemon serves spilled files");
+                self.passthrough.store(false, Ordering::Relaxed);
+            }
         }
         Ok(())
     }
@@ -320,9 +369,40 @@ impl Filesystem for FuseFs {
         if self.fs.stateless_opens() {
             return reply.error(Errno::ENOSYS);
         }
-        self.guarded("open", || match self.fs.open(caller(req), node(ino), flags.0) {
-            Ok(fh) => reply.opened(FileHandle(fh.0), OPEN_FLAGS),
-            Err(e) => reply.error(errno(e)),
+        self.guarded("open", || {
+            if !self.fs.passthrough() {
+                return match self.fs.open(caller(req), node(ino), flags.0) {
+                    Ok(fh) => reply.opened(FileHandle(fh.0), OPEN_FLAGS),
+                    Err(e) => reply.error(errno(e)),
+                };
+            }
+            let slot = self.backing.entry(ino.0);
+            // A node passed through already must stay so (the kernel
+            // refuses to mix kinds of open), even if passthrough has since
+            // been refused for good.
+            let want = self.passthrough.load(Ordering::Relaxed) || matches!(slot, SlotEntry::Occupied(_));
+            match self.fs.open_file(caller(req), node(ino), flags.0, want) {
+                Err(e) => reply.error(errno(e)),
+                Ok((fh, OpenMode::Served)) => reply.opened(FileHandle(fh.0), OPEN_FLAGS),
+                Ok((fh, OpenMode::Passthrough(file))) => match slot {
+                    SlotEntry::Occupied(b) => {
+                        reply.opened_passthrough(FileHandle(fh.0), FopenFlags::empty(), &b.get().0)
+                    }
+                    SlotEntry::Vacant(v) => match reply.open_backing(&file) {
+                        Ok(id) => {
+                            let b = v.insert(Backing(id));
+                            reply.opened_passthrough(FileHandle(fh.0), FopenFlags::empty(), &b.0);
+                        }
+                        Err(e) => {
+                            self.passthrough_refused(&e);
+                            match self.fs.passthrough_refused(fh) {
+                                Ok(()) => reply.opened(FileHandle(fh.0), OPEN_FLAGS),
+                                Err(e) => reply.error(errno(e)),
+                            }
+                        }
+                    },
+                },
+            }
         });
     }
 
@@ -376,7 +456,7 @@ impl Filesystem for FuseFs {
     fn release(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
@@ -387,7 +467,20 @@ impl Filesystem for FuseFs {
         if fh.0 == 0 {
             return reply.ok();
         }
-        self.guarded("release", || reply_empty(reply, self.fs.release(handle(fh))));
+        self.guarded("release", || {
+            if !self.fs.passthrough() {
+                return reply_empty(reply, self.fs.release(handle(fh)));
+            }
+            // The registration goes with the node's last passthrough open.
+            let slot = self.backing.entry(ino.0);
+            let r = self.fs.release(handle(fh));
+            if let SlotEntry::Occupied(b) = slot {
+                if self.fs.passthrough_opens(node(ino)) == 0 {
+                    b.remove();
+                }
+            }
+            reply_empty(reply, r);
+        });
     }
 
     fn fsync(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
@@ -398,7 +491,7 @@ impl Filesystem for FuseFs {
     fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         // As for open; stateless directories also let the kernel cache
         // listings, which it drops whenever it changes the directory.
-        if self.fs.stateless_opens() {
+        if self.fs.stateless_dirs() {
             return reply.error(Errno::ENOSYS);
         }
         self.guarded("opendir", || match self.fs.opendir(caller(req), node(ino)) {
