@@ -31,9 +31,9 @@
 //! kernel reads up to it), the map is dropped, and whatever the daemon
 //! still does to the file (truncate, fallocate, copy_file_range) goes
 //! through pread/pwrite after re-reading the size. Blocks the kernel
-//! writes are charged to the budget when the daemon next looks (a stat,
-//! the last close): the `size=` limit is enforced for the daemon's own
-//! writes only, the spill disk bounds the kernel's.
+//! writes are charged to the budget at the end of the mode (or at the
+//! daemon's next change to the file): the `size=` limit is enforced for
+//! the daemon's own writes only, the spill disk bounds the kernel's.
 //!
 //! # Failures stick
 //! After an I/O error other than ENOSPC, the file answers EIO from then on
