@@ -163,3 +163,68 @@ fn where_the_kernel_refuses_passthrough_files_open_as_usual() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "4194305\naab\n");
 }
+
+#[test]
+fn opens_racing_across_tier_changes_never_fail() {
+    // The kernel answers EIO to an open whose kind (passed through or
+    // served) differs from that of opens it still holds on the file. Race
+    // every transition: a writer that keeps growing a fresh file past the
+    // threshold through one served handle while readers open and close it,
+    // then readers and writers opening the spilled file at once while
+    // another truncates it back under the threshold now and then.
+    let m = MountGuard::new("passthrough=on,spool=256k");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut threads = Vec::new();
+    for t in 0..4u8 {
+        let (dir, stop) = (m.path().to_path_buf(), std::sync::Arc::clone(&stop));
+        threads.push(std::thread::spawn(move || {
+            let mut rounds = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let path = dir.join(format!("f{}", rounds % 3));
+                let f = match t {
+                    // A writer: creates or reopens, grows, sometimes cuts.
+                    0 | 1 => OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .create(true)
+                        .truncate(false)
+                        .open(&path),
+                    _ => File::open(&path),
+                };
+                let f = match f {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => panic!("open of {} failed: {e}", path.display()),
+                };
+                if t < 2 {
+                    let len = f.metadata().unwrap().len();
+                    f.write_all_at(&[t; 65536], len).unwrap();
+                    if rounds % 16 == 15 {
+                        f.set_len(4096).unwrap();
+                    }
+                } else {
+                    let mut buf = vec![0u8; 65536];
+                    f.read_at(&mut buf, 0).unwrap();
+                }
+                rounds += 1;
+            }
+            rounds
+        }));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let rounds: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert!(rounds > 100, "{rounds} rounds");
+    let c = m.counters();
+    assert_eq!(c["passthrough_opens"], 0, "{c}");
+    assert!(
+        c["spills"].as_u64().unwrap() > 0 && c["returns"].as_u64().unwrap() > 0,
+        "{c}"
+    );
+    if is_root() {
+        assert!(
+            c["passthrough_opened"].as_u64().unwrap() > 0,
+            "the race included passthrough opens: {c}"
+        );
+    }
+}

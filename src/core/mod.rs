@@ -291,6 +291,9 @@ pub struct Stats {
     /// Open handles the kernel serves by passthrough.
     #[serde(default)]
     pub passthrough_opens: u64,
+    /// Opens passed through to the kernel so far.
+    #[serde(default)]
+    pub passthrough_opened: u64,
 }
 
 /// The file system. Shared by every adapter thread (`&self` everywhere).
@@ -302,6 +305,7 @@ pub struct Fs {
     next_handle: AtomicU64,
     budget: Budget,
     passthrough: bool,
+    passthrough_opened: AtomicU64,
     rename_lock: Mutex<()>,
     tiers: Tiers,
     invalidator: OnceLock<Box<dyn Invalidate>>,
@@ -376,6 +380,7 @@ impl Fs {
             next_handle: AtomicU64::new(1),
             budget: Budget::new(config.size, config.nr_inodes),
             passthrough: config.passthrough && spilling,
+            passthrough_opened: AtomicU64::new(0),
             rename_lock: Mutex::new(()),
             tiers: Tiers::new(
                 spill,
@@ -1197,11 +1202,22 @@ impl Fs {
         let mut d = data.write();
         let opens = node.opens.load(Ordering::Acquire);
         let served = opens.saturating_sub(node.passthrough_opens.load(Ordering::Acquire));
-        if served == 0 {
-            let mtime = node.meta.lock().mtime;
+        // The kernel's passthrough writes drop set-id bits and file
+        // capabilities of the spill file, not of this file: a file that
+        // has them is served, so that writes still take them away.
+        let (mtime, privileged) = {
+            let m = node.meta.lock();
+            let setid = m.perm & (node::mode::S_ISUID | node::mode::S_ISGID) != 0;
+            (
+                m.mtime,
+                setid || m.xattrs.contains_key(b"security.capability".as_slice()),
+            )
+        };
+        if served == 0 && !privileged {
             match d.begin_passthrough(mtime) {
                 Some(Ok(file)) => {
                     node.passthrough_opens.fetch_add(1, Ordering::AcqRel);
+                    self.passthrough_opened.fetch_add(1, Ordering::Relaxed);
                     let fh = self.open_node_as(&node, flags, true);
                     return Ok((fh, OpenMode::Passthrough(file)));
                 }
@@ -1234,6 +1250,7 @@ impl Fs {
             h.passthrough = false;
             Arc::clone(&h.node)
         };
+        self.passthrough_opened.fetch_sub(1, Ordering::Relaxed);
         self.end_passthrough(&node, false);
         Ok(())
     }
@@ -1538,6 +1555,7 @@ impl Fs {
             enospc: self.budget.enospc_count(),
             open_handles: self.handles.len() as u64,
             passthrough_opens: self.handles.iter().filter(|h| h.passthrough).count() as u64,
+            passthrough_opened: self.passthrough_opened.load(Ordering::Relaxed),
         }
     }
 

@@ -1029,3 +1029,27 @@ fn passthrough_writes_of_the_kernel_are_charged_when_the_daemon_looks() {
     let bytes = fs.stats().bytes;
     assert!(bytes >= (1 << 20) + 100_000, "{bytes} bytes charged");
 }
+
+#[test]
+fn set_id_files_are_served_so_that_writes_still_drop_the_bits() {
+    let (_parent, fs) = spilling_fs("size=1g,spool=64k,passthrough=on");
+    let (ino, fh) = create(&fs, NodeId::ROOT, "suid");
+    fs.write(fh, 0, &[7u8; 100_000]).unwrap();
+    fs.release(fh).unwrap();
+    let suid = SetAttr {
+        mode: Some(0o4755),
+        ..SetAttr::default()
+    };
+    fs.setattr(USER, ino, suid).unwrap();
+    let (h, mode) = fs.open_file(USER, ino, libc::O_RDWR, true).unwrap();
+    assert!(matches!(mode, OpenMode::Served), "{mode:?}");
+    fs.release(h).unwrap();
+    let plain = SetAttr {
+        mode: Some(0o755),
+        ..SetAttr::default()
+    };
+    fs.setattr(USER, ino, plain).unwrap();
+    let (h, mode) = fs.open_file(USER, ino, libc::O_RDWR, true).unwrap();
+    assert!(matches!(mode, OpenMode::Passthrough(_)), "{mode:?}");
+    fs.release(h).unwrap();
+}
