@@ -51,6 +51,8 @@ fn bench_measures_private_mount_disk_and_tmpfs() {
         "2",
         "--only",
         "small,tree",
+        "-o",
+        "passthrough=on",
         "--json",
         "--plot",
         svg.to_str().unwrap(),
@@ -68,6 +70,10 @@ fn bench_measures_private_mount_disk_and_tmpfs() {
         .map(|t| t["kind"].as_str().unwrap())
         .collect();
     assert_eq!(kinds[0], "tmpfsd", "{kinds:?}");
+    assert_eq!(
+        j["targets"][0]["mount_options"], "passthrough=on",
+        "the options are reported"
+    );
     let metrics: Vec<&str> = j["metrics"]
         .as_array()
         .unwrap()
@@ -88,6 +94,10 @@ fn bench_measures_private_mount_disk_and_tmpfs() {
     }
     let chart = fs::read_to_string(&svg).unwrap();
     assert!(chart.starts_with("<svg") && chart.contains("small_create_unlink"));
+    assert!(
+        chart.contains("tmpfsd mounted with -o passthrough=on"),
+        "the plot says how tmpfsd was mounted"
+    );
     assert!(no_bench_mounts(), "the private mount survived the run");
     for base in ["/var/tmp", "/dev/shm"] {
         if let Ok(entries) = fs::read_dir(base) {

@@ -58,6 +58,19 @@ pub(super) struct Target {
     pub path: PathBuf,
     /// What it is.
     pub kind: Kind,
+    /// The `-o` options of the private mount, when any were given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mount_options: Option<String>,
+}
+
+impl Target {
+    /// What the table and the plot say the directory is.
+    pub(super) fn describe(&self) -> String {
+        match &self.mount_options {
+            Some(o) => format!("{}, -o {o}", self.kind.describe()),
+            None => self.kind.describe().to_string(),
+        }
+    }
 }
 
 /// Everything `tmpfsd bench` was asked for.
@@ -99,6 +112,7 @@ pub(crate) fn run(args: &BenchArgs, log_level: &str) -> Result<(), CliError> {
             label: "tmpfsd".into(),
             path: mount.dir.clone(),
             kind: Kind::Tmpfsd,
+            mount_options: (!args.options.is_empty()).then(|| args.options.join(",")),
         });
         private = Some(mount);
         for (label, dir, kind) in [("disk", "/var/tmp", Kind::Disk), ("tmpfs", "/dev/shm", Kind::Tmpfs)] {
@@ -107,6 +121,7 @@ pub(crate) fn run(args: &BenchArgs, log_level: &str) -> Result<(), CliError> {
                     label: label.into(),
                     path: dir.into(),
                     kind,
+                    mount_options: None,
                 }),
                 Ok(_) => eprintln!("tmpfsd: {dir} is not a {label} directory here; left out"),
                 Err(e) => eprintln!("tmpfsd: {dir} left out: {e}"),
@@ -168,6 +183,7 @@ fn given_target(dir: &Path) -> Result<Target, CliError> {
         label: path.display().to_string(),
         path,
         kind,
+        mount_options: None,
     })
 }
 

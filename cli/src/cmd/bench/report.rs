@@ -132,7 +132,7 @@ impl Report {
             if self.reps == 1 { "" } else { "s" }
         );
         for t in &self.targets {
-            let _ = writeln!(out, "  {:<10} {} ({})", t.label, t.path.display(), t.kind.describe());
+            let _ = writeln!(out, "  {:<10} {} ({})", t.label, t.path.display(), t.describe());
         }
         out.push('\n');
         let width = |label: &str| label.len().max(9);
@@ -233,11 +233,21 @@ impl Report {
             r#"<text x="{left}" y="24" font-size="16" font-weight="bold">tmpfsd bench: speed relative to {} (log scale, right is faster)</text>"#,
             xml(&self.targets[reference].label)
         );
+        let options: String = self
+            .targets
+            .iter()
+            .filter_map(|t| {
+                t.mount_options
+                    .as_ref()
+                    .map(|o| format!("; {} mounted with -o {o}", t.label))
+            })
+            .collect();
         let _ = writeln!(
             s,
-            r##"<text x="{left}" y="42" fill="#555">medians of {} repetition{}; for times (untar, rm_rf) the inverse ratio</text>"##,
+            r##"<text x="{left}" y="42" fill="#555">medians of {} repetition{}; for times (untar, rm_rf) the inverse ratio{}</text>"##,
             self.reps,
-            if self.reps == 1 { "" } else { "s" }
+            if self.reps == 1 { "" } else { "s" },
+            xml(&options)
         );
         // Legend.
         let mut lx = left;
@@ -334,6 +344,7 @@ mod tests {
             label: label.into(),
             path: PathBuf::from("/x"),
             kind,
+            mount_options: None,
         }
     }
 
