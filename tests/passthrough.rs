@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::common::MountGuard;
-use crate::unprivileged::ordinary_user;
+use crate::unprivileged::{ordinary_user, sh_as};
 
 const MIB: usize = 1 << 20;
 
@@ -153,15 +153,7 @@ fn where_the_kernel_refuses_passthrough_files_open_as_usual() {
     let script = "dd if=/dev/zero bs=1M count=4 status=none | tr '\\0' a > f && \
                   printf b | dd of=f bs=1 seek=4194304 conv=notrunc status=none && \
                   stat -c %s f && tail -c 3 f && echo";
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c").arg(script).current_dir(m.path());
-    if let Some((uid, gid)) = user {
-        use std::os::unix::process::CommandExt;
-        cmd.uid(uid).gid(gid);
-    }
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "4194305\naab\n");
+    assert_eq!(sh_as(user, m.path(), script), "4194305\naab\n");
 }
 
 #[test]

@@ -34,6 +34,24 @@ pub(crate) fn ordinary_user() -> Option<(u32, u32)> {
     Some((id("-u").unwrap(), id("-g").unwrap()))
 }
 
+/// Runs `script` with `sh -c` in `dir` as `user` (or as the current
+/// user); asserts that it succeeds and returns what it printed.
+pub(crate) fn sh_as(user: Option<(u32, u32)>, dir: &std::path::Path, script: &str) -> String {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(script).current_dir(dir);
+    if let Some((uid, gid)) = user {
+        use std::os::unix::process::CommandExt;
+        cmd.uid(uid).gid(gid);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn an_ordinary_user_can_mount_use_and_unmount() {
     let user = ordinary_user();
@@ -49,18 +67,7 @@ fn an_ordinary_user_can_mount_use_and_unmount() {
     // Use it as that user: the root is theirs and private; a shell writes,
     // lists and reads back.
     let script = "stat -c '%u %a' . && echo hello > f && mkdir d && mv f d/g && cat d/g && ls d";
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c").arg(script).current_dir(m.path());
-    if let Some((uid, gid)) = user {
-        use std::os::unix::process::CommandExt;
-        cmd.uid(uid).gid(gid);
-    }
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        format!("{expected_uid} 700\nhello\ng\n")
-    );
+    assert_eq!(sh_as(user, m.path(), script), format!("{expected_uid} 700\nhello\ng\n"));
     // Without allow_other, nobody else gets in, root included.
     if user.is_some() {
         let err = fs::read_dir(m.path()).unwrap_err();
