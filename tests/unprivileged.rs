@@ -73,8 +73,20 @@ fn an_ordinary_user_can_mount_use_and_unmount() {
         let err = fs::read_dir(m.path()).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EACCES));
     }
+    // A busy mount (the shell works in it) is refused with the reason,
+    // and stays mounted.
+    let tmpfsd = if user.is_some() { bin_for_anyone() } else { bin().into() };
+    let busy = format!(
+        "cd {} && {} unmount {} 2>&1; echo \"exit $?\"",
+        m.path().display(),
+        tmpfsd.display(),
+        m.path().display()
+    );
+    let said = sh_as(user, std::path::Path::new("/"), &busy);
+    assert!(said.contains("is busy") && said.ends_with("exit 1\n"), "{said:?}");
+    assert!(tmpfsd::sys::mount_at(m.path()).unwrap().is_some(), "still mounted");
     // The user unmounts with the command, through fusermount3.
-    let mut cmd = Command::new(if user.is_some() { bin_for_anyone() } else { bin().into() });
+    let mut cmd = Command::new(tmpfsd);
     cmd.arg("unmount").arg(m.path());
     if let Some((uid, gid)) = user {
         use std::os::unix::process::CommandExt;

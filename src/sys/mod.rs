@@ -145,8 +145,10 @@ pub fn unmount(path: &Path, lazy: bool) -> io::Result<()> {
         }
         return Ok(());
     }
+    // Not -q: that silences the reasons too, which the caller needs
+    // (EBUSY gets its own message).
     let mut cmd = Command::new("fusermount3");
-    cmd.arg("-u").arg("-q");
+    cmd.arg("-u");
     if lazy {
         cmd.arg("-z");
     }
@@ -158,9 +160,12 @@ pub fn unmount(path: &Path, lazy: bool) -> io::Result<()> {
     if msg.contains("busy") {
         return Err(io::Error::from_raw_os_error(libc::EBUSY));
     }
-    Err(io::Error::other(
-        msg.trim().trim_start_matches("fusermount3: ").to_string(),
-    ))
+    let msg = msg.trim().trim_start_matches("fusermount3: ");
+    Err(io::Error::other(if msg.is_empty() {
+        format!("fusermount3 -u failed ({})", out.status)
+    } else {
+        msg.to_string()
+    }))
 }
 
 #[cfg(test)]
