@@ -471,8 +471,10 @@ impl Fs {
     /// which files are open. The node's lookup count, held by the kernel
     /// while a file is open, then keeps an unlinked file alive until its
     /// last close.
-    /// With `passthrough=on` files need open state (the kernel learns at
-    /// each open whether to pass it through); directories never do.
+    ///
+    /// With `passthrough=on`, files need open state too (the kernel learns
+    /// at each open whether to pass the file through); directories do not
+    /// ([`Fs::stateless_dirs`]).
     #[must_use]
     pub fn stateless_opens(&self) -> bool {
         self.stateless_dirs() && !self.passthrough
