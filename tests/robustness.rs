@@ -234,3 +234,63 @@ fn busy_polling_serves_bursts_and_sleeps_again_when_idle() {
     assert_eq!(fs::read(m.join("later")).unwrap(), b"still served");
     assert!(m.unmount().success());
 }
+
+/// The fusectl directory, mounted for the test if it was not (and
+/// unmounted again when dropped).
+struct FuseCtl {
+    mounted_here: bool,
+}
+
+impl FuseCtl {
+    const DIR: &'static str = "/sys/fs/fuse/connections";
+
+    fn new() -> Self {
+        let there = tmpfsd::sys::mount_at(std::path::Path::new(Self::DIR))
+            .unwrap()
+            .is_some_and(|m| m.fs_type == "fusectl");
+        if there {
+            return Self { mounted_here: false };
+        }
+        let st = std::process::Command::new("mount")
+            .args(["-t", "fusectl", "fusectl", Self::DIR])
+            .status()
+            .unwrap();
+        assert!(st.success(), "cannot mount fusectl on {}", Self::DIR);
+        Self { mounted_here: true }
+    }
+}
+
+impl Drop for FuseCtl {
+    fn drop(&mut self) {
+        if self.mounted_here {
+            let _ = std::process::Command::new("umount").arg(Self::DIR).status();
+        }
+    }
+}
+
+#[test]
+fn a_connection_aborted_under_the_daemon_leaves_no_dead_mount() {
+    // Aborting the connection (fusectl's abort, what an administrator does
+    // to a hung FUSE mount) ends the session with an error while the mount
+    // is still there: the daemon must not leave a mount point that answers
+    // ENOTCONN. Root only: fusectl must be mounted to reach the switch.
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "this test needs root (fusectl)");
+    let ctl = FuseCtl::new();
+    let dir = tempfile::Builder::new().prefix("tmpfsd-test.").tempdir().unwrap();
+    let path = dir.path().canonicalize().unwrap();
+    let m = MountGuard::at(&path, "", &[]);
+    fs::write(m.join("f"), b"x").unwrap();
+    let entry = tmpfsd::sys::mount_at(&path).unwrap().expect("mounted");
+    let minor = entry.dev.split(':').nth(1).unwrap().to_string();
+    fs::write(format!("{}/{minor}/abort", FuseCtl::DIR), b"1").unwrap();
+    // The guard must not clean up for the daemon here: that is the test.
+    m.wait_exit_unmounted_elsewhere(Duration::from_secs(20))
+        .expect("the daemon exits");
+    let left = tmpfsd::sys::mount_at(&path).unwrap();
+    if left.is_some() {
+        let _ = tmpfsd::sys::unmount(&path, true);
+    }
+    assert!(left.is_none(), "a dead mount was left at {}: {left:?}", path.display());
+    drop(ctl);
+}

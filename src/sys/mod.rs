@@ -20,6 +20,9 @@ pub const SOURCE: &str = "tmpfsd";
 /// One line of the mount table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountEntry {
+    /// The super-block's device, `major:minor` (for FUSE, the minor is the
+    /// connection's number in fusectl).
+    pub dev: String,
     /// Where it is mounted.
     pub mount_point: PathBuf,
     /// File-system type, e.g. `fuse.tmpfsd`.
@@ -71,9 +74,12 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
     text.lines()
         .filter_map(|line| {
             let (left, right) = line.split_once(" - ")?;
-            let mount_point = left.split(' ').nth(4)?;
+            let mut l = left.split(' ');
+            let dev = l.nth(2)?.to_string();
+            let mount_point = l.nth(1)?;
             let mut r = right.split(' ');
             Some(MountEntry {
+                dev,
                 mount_point: PathBuf::from(unescape(mount_point)),
                 fs_type: r.next()?.to_string(),
                 source: r.next()?.to_string(),
@@ -179,6 +185,7 @@ mod tests {
         let m = parse_mountinfo(text);
         assert_eq!(m.len(), 2);
         assert_eq!(m[0].mount_point, PathBuf::from("/mnt/a b"));
+        assert_eq!(m[0].dev, "98:0");
         assert!(m[0].is_tmpfsd());
         assert_eq!(m[0].fuse_owner(), Some(1000));
         assert!(!m[1].is_tmpfsd());

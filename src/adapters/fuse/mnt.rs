@@ -161,13 +161,22 @@ fn receive_fd(socket: &UnixStream) -> io::Result<OwnedFd> {
 }
 
 /// The mount as tmpfsd owns it: when dropped (the session has ended),
-/// unmounts lazily if the kernel still has the connection, which happens
-/// only when the session ended by an error; an unmounted connection
-/// answers POLLERR and is left alone, whatever is mounted at the path now.
+/// unmounts lazily what the session left mounted, which happens only when
+/// it ended by an error:
+/// - the kernel still has the connection (no POLLERR): the mount is live;
+/// - the connection was aborted (fusectl's `abort`), so it answers
+///   POLLERR, but the mount at the path is still the one made here (same
+///   device) and answers ENOTCONN: a dead mount nobody can use.
+///
+/// A connection unmounted from outside also answers POLLERR; whatever is
+/// mounted at the path by then is someone else's and is left alone (its
+/// device number may even be this one's, reused, but it is not dead).
 #[derive(Debug)]
 pub(super) struct Connection {
     dev: File,
     path: PathBuf,
+    /// The mount's device (`major:minor`) right after mounting.
+    mount_dev: Option<String>,
 }
 
 impl Connection {
@@ -175,10 +184,23 @@ impl Connection {
     /// descriptor) mounted at `path`.
     #[must_use]
     pub(super) fn new(dev: OwnedFd, path: &Path) -> Self {
+        let mount_dev = crate::sys::mount_at(path).ok().flatten().map(|m| m.dev);
         Self {
             dev: File::from(dev),
             path: path.to_path_buf(),
+            mount_dev,
         }
+    }
+
+    /// Whether the mount at the path is still the one made here, with its
+    /// connection gone (statfs answers ENOTCONN).
+    fn is_dead_mount_of_ours(&self) -> bool {
+        let Some(ours) = &self.mount_dev else { return false };
+        let same = crate::sys::mount_at(&self.path)
+            .ok()
+            .flatten()
+            .is_some_and(|m| &m.dev == ours);
+        same && matches!(crate::sys::fs_type_magic(&self.path), Err(e) if e.raw_os_error() == Some(libc::ENOTCONN))
     }
 
     /// Whether the kernel still has the connection mounted.
@@ -203,10 +225,13 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        if !self.is_live() {
+        if self.is_live() {
+            tracing::warn!(dir = %self.path.display(), "session ended while mounted; unmounting");
+        } else if self.is_dead_mount_of_ours() {
+            tracing::warn!(dir = %self.path.display(), "connection aborted; removing its dead mount");
+        } else {
             return;
         }
-        tracing::warn!(dir = %self.path.display(), "session ended while mounted; unmounting");
         if let Err(e) = crate::sys::unmount(&self.path, true) {
             tracing::warn!(dir = %self.path.display(), error = %e, "unmount failed");
         }
