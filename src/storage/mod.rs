@@ -221,10 +221,7 @@ impl FileData {
     #[must_use]
     pub fn passthrough_state(&self) -> Option<(u64, u64, std::time::SystemTime, std::time::SystemTime)> {
         match self {
-            Self::Spill(f) => {
-                let (mtime, ctime) = f.passthrough_times()?;
-                Some((f.len(), f.allocated_now(), mtime, ctime))
-            }
+            Self::Spill(f) => f.passthrough_state(),
             Self::Ram(_) => None,
         }
     }

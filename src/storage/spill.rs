@@ -352,17 +352,18 @@ impl SpillFile {
         }
     }
 
-    /// In passthrough: the disk file's modification and change times (the
-    /// kernel's writes move them), `None` otherwise.
+    /// In passthrough: size, allocated bytes, modification and change
+    /// times of the disk file (the kernel's writes move them), from one
+    /// fstat; `None` otherwise.
     #[must_use]
-    pub fn passthrough_times(&self) -> Option<(SystemTime, SystemTime)> {
+    pub fn passthrough_state(&self) -> Option<(u64, u64, SystemTime, SystemTime)> {
         if self.passthrough == 0 {
             return None;
         }
         let m = self.file.metadata().ok()?;
         let ctime = SystemTime::UNIX_EPOCH
             + std::time::Duration::new(u64::try_from(m.ctime()).ok()?, u32::try_from(m.ctime_nsec()).ok()?);
-        Some((m.modified().ok()?, ctime))
+        Some((m.len(), m.blocks() * 512, m.modified().ok()?, ctime))
     }
 
     /// In passthrough: sets the disk file's modification time, which the
@@ -384,18 +385,6 @@ impl SpillFile {
         self.disk_len = size;
         self.reserved = self.reserved.min(size / PAGE * PAGE);
         self.settle(budget)
-    }
-
-    /// Allocated bytes of the disk file now (passthrough writes change it
-    /// behind the daemon), else what is charged.
-    #[must_use]
-    pub fn allocated_now(&self) -> u64 {
-        if self.passthrough > 0 {
-            if let Ok(m) = self.file.metadata() {
-                return m.blocks() * 512;
-            }
-        }
-        self.charged
     }
 
     /// Disk bytes held, charged to the budget.
@@ -544,8 +533,8 @@ impl SpillFile {
         }
         let n = usize::try_from((len - off).min(buf.len() as u64)).unwrap_or(buf.len());
         let end = off + n as u64;
-        // In passthrough the map is gone (and the kernel may shorten
-        // nothing, but grows the file under it): pread.
+        // In passthrough there is no map (the kernel grows the file under
+        // it): pread below.
         match &self.map {
             Some(map) if end <= map.len() as u64 => {
                 let (start, len) = (map.as_ptr() as usize, map.len());
@@ -599,21 +588,7 @@ impl SpillFile {
     /// comes before any byte is written and the size stays exact), then
     /// pwrite, which moves the size only as far as the data.
     fn write_exact(&mut self, off: u64, data: &[u8], budget: &Budget) -> Result<(), SpillError> {
-        let len = data.len() as u64;
-        if budget.reserve_bytes(len).is_err() {
-            return Err(SpillError::NoSpace);
-        }
-        let r = fallocate(&self.file, libc::FALLOC_FL_KEEP_SIZE, off, len);
-        budget.release_bytes(len);
-        match r {
-            Ok(()) => {}
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) => {
-                self.sync(budget)?;
-                return Err(SpillError::NoSpace);
-            }
-            Err(e) if e.raw_os_error() == Some(libc::EFBIG) => return Err(SpillError::TooBig),
-            Err(e) => return Err(self.fail("fallocate", &e)),
-        }
+        self.allocate(off, data.len() as u64, true, budget)?;
         if let Err(e) = self.file.write_all_at(data, off) {
             return Err(self.fail("write", &e));
         }
