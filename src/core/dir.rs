@@ -28,7 +28,9 @@ pub(crate) struct Slot {
 #[derive(Debug)]
 pub(crate) struct Dir {
     names: HashMap<Arc<OsStr>, Slot>,
-    order: BTreeMap<u64, Arc<OsStr>>,
+    /// The same entries by cookie, slot included, so that a listing
+    /// needs no hash lookup per entry.
+    order: BTreeMap<u64, (Arc<OsStr>, Slot)>,
     next_cookie: u64,
     /// Set by rmdir (and rename over it): nothing may be created inside.
     pub(crate) removed: bool,
@@ -61,8 +63,9 @@ impl Dir {
         let cookie = self.next_cookie;
         self.next_cookie += 1;
         let name: Arc<OsStr> = Arc::from(name);
-        self.order.insert(cookie, Arc::clone(&name));
-        let old = self.names.insert(name, Slot { cookie, id, kind });
+        let slot = Slot { cookie, id, kind };
+        self.order.insert(cookie, (Arc::clone(&name), slot));
+        let old = self.names.insert(name, slot);
         debug_assert!(old.is_none(), "insert over an existing name");
     }
 
@@ -71,6 +74,9 @@ impl Dir {
         if let Some(slot) = self.names.get_mut(name) {
             slot.id = id;
             slot.kind = kind;
+            if let Some((_, ordered)) = self.order.get_mut(&slot.cookie) {
+                *ordered = *slot;
+            }
         }
     }
 
@@ -84,6 +90,6 @@ impl Dir {
     pub(crate) fn after(&self, after: u64) -> impl Iterator<Item = (&OsStr, Slot)> + '_ {
         self.order
             .range(after.saturating_add(1).max(FIRST_COOKIE)..)
-            .map(move |(_, name)| (&**name, self.names[&**name]))
+            .map(|(_, (name, slot))| (&**name, *slot))
     }
 }
