@@ -106,6 +106,29 @@ fn readdir_offsets_survive_concurrent_changes() {
 }
 
 #[test]
+fn readdir_reports_swapped_entries_after_rename_exchange() {
+    let fs = fs();
+    let (file, fh) = create(&fs, NodeId::ROOT, "f");
+    fs.release(fh).unwrap();
+    let dir = fs.mkdir(USER, NodeId::ROOT, n("d"), 0o755).unwrap().attr.ino;
+    let flags = RenameFlags {
+        exchange: true,
+        ..RenameFlags::default()
+    };
+    fs.rename(USER, NodeId::ROOT, n("f"), NodeId::ROOT, n("d"), flags)
+        .unwrap();
+    let mut listed = BTreeMap::new();
+    fs.readdir(NodeId::ROOT, 0, |e| {
+        listed.insert(e.name.to_string_lossy().into_owned(), (e.ino, e.kind));
+        false
+    })
+    .unwrap();
+    assert_eq!(listed["f"], (dir, Kind::Dir));
+    assert_eq!(listed["d"], (file, Kind::File));
+    assert_eq!(fs.lookup(NodeId::ROOT, n("f")).unwrap().attr.ino, dir);
+}
+
+#[test]
 fn directory_link_counts_follow_subdirectories() {
     let fs = fs();
     let a = fs.mkdir(USER, NodeId::ROOT, n("a"), 0o755).unwrap().attr.ino;
