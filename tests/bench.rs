@@ -50,7 +50,7 @@ fn bench_measures_private_mount_disk_and_tmpfs() {
         "--reps",
         "2",
         "--only",
-        "small,tree",
+        "small,meta,tree",
         "-o",
         "passthrough=on",
         "--json",
@@ -80,7 +80,10 @@ fn bench_measures_private_mount_disk_and_tmpfs() {
         .iter()
         .map(|m| m["metric"].as_str().unwrap())
         .collect();
-    assert_eq!(metrics, ["small_create_unlink", "untar", "rm_rf"]);
+    assert_eq!(
+        metrics,
+        ["small_create_unlink", "stat_hot", "open_close", "untar", "rm_rf"]
+    );
     for m in j["metrics"].as_array().unwrap() {
         for r in m["results"].as_array().unwrap() {
             let samples = r["samples"].as_array().unwrap();

@@ -35,6 +35,8 @@ pub(super) struct Sizes {
     pub small_n: u64,
     /// Files for the one-directory workload.
     pub dir_n: u64,
+    /// stat calls, and open+close pairs, of one file.
+    pub meta_n: u64,
     /// Iterations of the NamedTemporaryFile loop.
     pub named_n: u64,
     /// Iterations of the SpooledTemporaryFile loop.
@@ -50,6 +52,7 @@ impl Sizes {
         rand_time: Duration::from_secs(3),
         small_n: 10_000,
         dir_n: 20_000,
+        meta_n: 200_000,
         named_n: 2_000,
         spooled_n: 30,
         tree_files: 6_000,
@@ -60,6 +63,7 @@ impl Sizes {
         rand_time: Duration::from_secs(1),
         small_n: 2_000,
         dir_n: 5_000,
+        meta_n: 50_000,
         named_n: 500,
         spooled_n: 8,
         tree_files: 1_500,
@@ -108,17 +112,19 @@ pub(super) enum Workload {
     Rand,
     Small,
     Dir,
+    Meta,
     Named,
     Spooled,
     Tree,
 }
 
 impl Workload {
-    pub(super) const ALL: [Workload; 7] = [
+    pub(super) const ALL: [Workload; 8] = [
         Workload::Seq,
         Workload::Rand,
         Workload::Small,
         Workload::Dir,
+        Workload::Meta,
         Workload::Named,
         Workload::Spooled,
         Workload::Tree,
@@ -130,6 +136,7 @@ impl Workload {
             Workload::Rand => "rand",
             Workload::Small => "small",
             Workload::Dir => "dir",
+            Workload::Meta => "meta",
             Workload::Named => "named",
             Workload::Spooled => "spooled",
             Workload::Tree => "tree",
@@ -147,6 +154,7 @@ impl Workload {
             Workload::Rand => random(dir, sizes.rand, sizes.rand_time),
             Workload::Small => small_files(dir, sizes.small_n),
             Workload::Dir => one_directory(dir, sizes.dir_n),
+            Workload::Meta => hot_name(dir, sizes.meta_n),
             Workload::Named => named_tempfiles(dir, sizes.named_n),
             Workload::Spooled => spooled_tempfiles(dir, sizes.spooled_n),
             Workload::Tree => untar_and_remove(dir, tarball),
@@ -334,6 +342,37 @@ fn one_directory(dir: &Path, n: u64) -> Result<Vec<Figure>> {
     ])
 }
 
+/// One name used over and over, as a build's or a script's temp files
+/// are: stat it, then open and close it (read-only), `n` times each.
+fn hot_name(dir: &Path, n: u64) -> Result<Vec<Figure>> {
+    let path = dir.join("hot");
+    fs::write(&path, b"x").with_context(|| format!("cannot create {}", path.display()))?;
+    let t = Instant::now();
+    for i in 0..n {
+        if i % 4096 == 0 {
+            check_interrupt()?;
+        }
+        let size = fs::metadata(&path)?.len();
+        if size != 1 {
+            bail!("{} has size {size}, wrote 1", path.display());
+        }
+    }
+    let stat = t.elapsed();
+    let t = Instant::now();
+    for i in 0..n {
+        if i % 4096 == 0 {
+            check_interrupt()?;
+        }
+        drop(File::open(&path)?);
+    }
+    let open = t.elapsed();
+    fs::remove_file(&path)?;
+    Ok(vec![
+        rate("stat_hot", "ops/s", n as f64, stat),
+        rate("open_close", "ops/s", n as f64, open),
+    ])
+}
+
 /// What Python's NamedTemporaryFile does: a random name created with
 /// O_EXCL and mode 0600, written, read back, closed and unlinked.
 fn named_tempfiles(dir: &Path, n: u64) -> Result<Vec<Figure>> {
@@ -481,6 +520,7 @@ mod tests {
             rand_time: Duration::from_millis(20),
             small_n: 20,
             dir_n: 30,
+            meta_n: 50,
             named_n: 5,
             spooled_n: 2,
             tree_files: 40,
