@@ -237,3 +237,80 @@ impl Drop for Connection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root() {
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "this test mounts with mount(2): it needs root"
+        );
+    }
+
+    /// Unmounts whatever is left at the path, even when a test fails.
+    struct Cleanup(PathBuf);
+
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            while crate::sys::mount_at(&self.0).ok().flatten().is_some() {
+                if crate::sys::unmount(&self.0, true).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+
+    fn dup(fd: &OwnedFd) -> OwnedFd {
+        fd.try_clone().expect("dup the /dev/fuse descriptor")
+    }
+
+    /// A session that ends (by an error, say) while its connection is
+    /// still mounted takes the mount with it: no daemon would answer it.
+    #[test]
+    fn a_connection_dropped_while_mounted_unmounts() {
+        root();
+        let dir = tempfile::Builder::new().prefix("tmpfsd-mnt.").tempdir().unwrap();
+        let path = dir.path().canonicalize().unwrap();
+        let _cleanup = Cleanup(path.clone());
+        let fd = mount(&path, false).expect("mount");
+        let conn = Connection::new(dup(&fd), &path);
+        let entry = crate::sys::mount_at(&path).unwrap();
+        assert!(
+            entry.as_ref().is_some_and(|m| m.fs_type.starts_with("fuse")),
+            "not mounted: {entry:?}"
+        );
+        assert!(conn.is_live());
+        drop(conn);
+        let left = crate::sys::mount_at(&path).unwrap();
+        assert!(left.is_none(), "the mount survived its connection: {left:?}");
+    }
+
+    /// After an unmount from outside, whatever is mounted at the path is
+    /// someone else's: dropping the old connection leaves it alone.
+    #[test]
+    fn a_connection_unmounted_from_outside_leaves_the_next_mount_alone() {
+        root();
+        let dir = tempfile::Builder::new().prefix("tmpfsd-mnt.").tempdir().unwrap();
+        let path = dir.path().canonicalize().unwrap();
+        let _cleanup = Cleanup(path.clone());
+        let fd = mount(&path, false).expect("mount");
+        let conn = Connection::new(dup(&fd), &path);
+        crate::sys::unmount(&path, true).expect("unmount from outside");
+        assert!(
+            !conn.is_live(),
+            "the kernel still reports the connection after its unmount"
+        );
+        nix::mount::mount(Some("tmpfs"), &path, Some("tmpfs"), MsFlags::empty(), Some("size=1m"))
+            .expect("mount a tmpfs in its place");
+        drop(conn);
+        let left = crate::sys::mount_at(&path).unwrap();
+        assert!(
+            left.as_ref().is_some_and(|m| m.fs_type == "tmpfs"),
+            "the next mount was taken away: {left:?}"
+        );
+    }
+}
