@@ -264,28 +264,46 @@ mod tests {
         }
     }
 
-    fn dup(fd: &OwnedFd) -> OwnedFd {
-        fd.try_clone().expect("dup the /dev/fuse descriptor")
+    /// A FUSE connection mounted at a fresh directory with no session
+    /// (nothing answers it). Fields drop in order: the descriptor, then
+    /// the cleanup, then the directory.
+    struct Mounted {
+        path: PathBuf,
+        _fd: OwnedFd,
+        _cleanup: Cleanup,
+        _dir: tempfile::TempDir,
+    }
+
+    fn mounted() -> (Mounted, Connection) {
+        root();
+        let dir = tempfile::Builder::new().prefix("tmpfsd-mnt.").tempdir().unwrap();
+        let path = dir.path().canonicalize().unwrap();
+        let cleanup = Cleanup(path.clone());
+        let fd = mount(&path, false).expect("mount");
+        let conn = Connection::new(fd.try_clone().expect("dup the /dev/fuse descriptor"), &path);
+        let m = Mounted {
+            path,
+            _fd: fd,
+            _cleanup: cleanup,
+            _dir: dir,
+        };
+        (m, conn)
     }
 
     /// A session that ends (by an error, say) while its connection is
     /// still mounted takes the mount with it: no daemon would answer it.
     #[test]
     fn a_connection_dropped_while_mounted_unmounts() {
-        root();
-        let dir = tempfile::Builder::new().prefix("tmpfsd-mnt.").tempdir().unwrap();
-        let path = dir.path().canonicalize().unwrap();
-        let _cleanup = Cleanup(path.clone());
-        let fd = mount(&path, false).expect("mount");
-        let conn = Connection::new(dup(&fd), &path);
-        let entry = crate::sys::mount_at(&path).unwrap();
+        let (m, conn) = mounted();
+        let path = &m.path;
+        let entry = crate::sys::mount_at(path).unwrap();
         assert!(
             entry.as_ref().is_some_and(|m| m.fs_type.starts_with("fuse")),
             "not mounted: {entry:?}"
         );
         assert!(conn.is_live());
         drop(conn);
-        let left = crate::sys::mount_at(&path).unwrap();
+        let left = crate::sys::mount_at(path).unwrap();
         assert!(left.is_none(), "the mount survived its connection: {left:?}");
     }
 
@@ -293,21 +311,17 @@ mod tests {
     /// someone else's: dropping the old connection leaves it alone.
     #[test]
     fn a_connection_unmounted_from_outside_leaves_the_next_mount_alone() {
-        root();
-        let dir = tempfile::Builder::new().prefix("tmpfsd-mnt.").tempdir().unwrap();
-        let path = dir.path().canonicalize().unwrap();
-        let _cleanup = Cleanup(path.clone());
-        let fd = mount(&path, false).expect("mount");
-        let conn = Connection::new(dup(&fd), &path);
-        crate::sys::unmount(&path, true).expect("unmount from outside");
+        let (m, conn) = mounted();
+        let path = &m.path;
+        crate::sys::unmount(path, true).expect("unmount from outside");
         assert!(
             !conn.is_live(),
             "the kernel still reports the connection after its unmount"
         );
-        nix::mount::mount(Some("tmpfs"), &path, Some("tmpfs"), MsFlags::empty(), Some("size=1m"))
+        nix::mount::mount(Some("tmpfs"), path, Some("tmpfs"), MsFlags::empty(), Some("size=1m"))
             .expect("mount a tmpfs in its place");
         drop(conn);
-        let left = crate::sys::mount_at(&path).unwrap();
+        let left = crate::sys::mount_at(path).unwrap();
         assert!(
             left.as_ref().is_some_and(|m| m.fs_type == "tmpfs"),
             "the next mount was taken away: {left:?}"
