@@ -100,6 +100,38 @@ fn spilled_files_are_passed_through_and_stay_coherent() {
     assert!(bytes >= cut as u64, "the kernel's blocks are charged: {bytes} bytes");
 }
 
+/// Bytes in use on the file system at `path`, as `df` computes them.
+fn used_bytes(path: &std::path::Path) -> u64 {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid C string and a statvfs to fill.
+    assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut st) }, 0, "statvfs");
+    (st.f_blocks - st.f_bfree) * st.f_frsize
+}
+
+#[test]
+fn what_the_kernel_writes_by_passthrough_counts_before_the_close() {
+    let m = MountGuard::new("passthrough=on,spool=1m,size=256m");
+    let path = m.join("big");
+    fs::write(&path, pattern(0, 2 * MIB, 3)).unwrap();
+    let before = used_bytes(m.path());
+    let f = OpenOptions::new().write(true).open(&path).unwrap();
+    assert_eq!(m.counters()["passthrough_opens"], u64::from(is_root()));
+    let block = pattern(0, MIB, 4);
+    for i in 0..32 {
+        f.write_all_at(&block, (2 + i) * MIB as u64).unwrap();
+    }
+    // Still open: df and status already count the 32 MiB.
+    let used = used_bytes(m.path());
+    assert!(
+        used >= before + 32 * MIB as u64,
+        "df does not count the open file's writes: {before} -> {used} bytes"
+    );
+    let bytes = m.counters()["bytes"].as_u64().unwrap();
+    assert!(bytes >= 34 * MIB as u64, "status counts {bytes} bytes");
+    drop(f);
+}
+
 #[test]
 fn a_file_back_in_ram_after_passthrough_writes_holds_them_not_older_cached_pages() {
     let m = MountGuard::new("passthrough=on,spool=1m");

@@ -306,6 +306,9 @@ pub struct Fs {
     budget: Budget,
     passthrough: bool,
     passthrough_opened: AtomicU64,
+    /// Files the kernel holds by passthrough: their disk files grow
+    /// without the daemon, so [`Fs::charge_passthrough_writes`] looks.
+    passed_through: DashMap<NodeId, Arc<Node>>,
     rename_lock: Mutex<()>,
     tiers: Tiers,
     invalidator: OnceLock<Box<dyn Invalidate>>,
@@ -381,6 +384,7 @@ impl Fs {
             budget: Budget::new(config.size, config.nr_inodes),
             passthrough: config.passthrough && spilling,
             passthrough_opened: AtomicU64::new(0),
+            passed_through: DashMap::new(),
             rename_lock: Mutex::new(()),
             tiers: Tiers::new(
                 spill,
@@ -1218,7 +1222,9 @@ impl Fs {
         if served == 0 && !privileged {
             match d.begin_passthrough(mtime) {
                 Some(Ok(file)) => {
-                    node.passthrough_opens.fetch_add(1, Ordering::AcqRel);
+                    if node.passthrough_opens.fetch_add(1, Ordering::AcqRel) == 0 {
+                        self.passed_through.insert(node.id, Arc::clone(&node));
+                    }
                     self.passthrough_opened.fetch_add(1, Ordering::Relaxed);
                     let fh = self.open_node_as(&node, flags, true);
                     return Ok((fh, OpenMode::Passthrough(file)));
@@ -1270,6 +1276,7 @@ impl Fs {
         let mut d = data.write();
         d.end_passthrough(&self.budget);
         if saturating_dec(&node.passthrough_opens, 1) == 0 {
+            self.passed_through.remove(&node.id);
             // Cut short while the kernel held it: back to RAM now.
             self.after_shrink(node, &mut d);
         }
@@ -1278,6 +1285,24 @@ impl Fs {
             saturating_dec(&node.opens, 1)
         } else {
             node.opens.load(Ordering::Acquire)
+        }
+    }
+
+    /// Charges the budget with what the kernel has written to files it
+    /// holds by passthrough, so that `size=` counts those writes before
+    /// the files close: `df` and `status` show them, and other writes
+    /// get ENOSPC once they fill the mount. (The kernel's own writes
+    /// cannot be refused: they end at the spill disk's limits.) Called by
+    /// [`Fs::statfs`], [`Fs::stats`] and the spiller thread each second.
+    pub fn charge_passthrough_writes(&self) {
+        let nodes: Vec<Arc<Node>> = self.passed_through.iter().map(|r| Arc::clone(r.value())).collect();
+        for node in nodes {
+            let Some(data) = node.file() else { continue };
+            let mut d = data.write();
+            if let Err(e) = d.settle_passthrough(&self.budget) {
+                tracing::debug!(ino = node.id.0, "cannot charge passthrough writes: {e:?}");
+            }
+            node.publish(&d);
         }
     }
 
@@ -1500,6 +1525,7 @@ impl Fs {
     /// File-system totals.
     #[must_use]
     pub fn statfs(&self) -> StatFs {
+        self.charge_passthrough_writes();
         let bs = u64::from(BLOCK_SIZE);
         let (blocks, bfree) = if self.budget.byte_limit() == u64::MAX {
             (0, 0)
@@ -1527,6 +1553,7 @@ impl Fs {
     /// Current counters.
     #[must_use]
     pub fn stats(&self) -> Stats {
+        self.charge_passthrough_writes();
         let (mut files_ram, mut files_spilled) = (0, 0);
         for r in &self.nodes {
             if r.value().kind == Kind::File {

@@ -1054,6 +1054,58 @@ fn passthrough_writes_of_the_kernel_are_charged_when_the_daemon_looks() {
 }
 
 #[test]
+fn passthrough_writes_count_against_size_before_the_file_closes() {
+    use std::os::unix::fs::FileExt;
+    let (_parent, fs) = spilling_fs("size=4m,spool=64k,passthrough=on");
+    let (ino, fh) = create(&fs, NodeId::ROOT, "f");
+    fs.write(fh, 0, &[1u8; 100_000]).unwrap();
+    fs.release(fh).unwrap();
+    let (a, OpenMode::Passthrough(file)) = fs.open_file(USER, ino, libc::O_RDWR, true).unwrap() else {
+        panic!("passed through");
+    };
+    let free = fs.statfs().bfree;
+    // What the kernel writes while it holds the file.
+    file.write_all_at(&[2u8; 3 << 20], 0).unwrap();
+    let bs = u64::from(BLOCK_SIZE);
+    let now_free = fs.statfs().bfree;
+    assert!(
+        free - now_free >= ((3 << 20) - 100_000) / bs,
+        "df does not see the kernel's writes: {free} -> {now_free} free blocks"
+    );
+    // The mount is nearly full now: another file's write no longer fits.
+    let (_, other) = create(&fs, NodeId::ROOT, "g");
+    assert_eq!(fs.write(other, 0, &[3u8; 2 << 20]), Err(FsError::NoSpace));
+    fs.release(other).unwrap();
+    fs.release(a).unwrap();
+    assert!(fs.stats().bytes >= 3 << 20);
+}
+
+#[test]
+fn the_spiller_charges_passthrough_writes_without_being_asked() {
+    use std::os::unix::fs::FileExt;
+    let (_parent, fs) = spilling_fs("size=1g,spool=64k,passthrough=on");
+    let fs = Arc::new(fs);
+    let background = fs.start_background().unwrap();
+    let (ino, fh) = create(&fs, NodeId::ROOT, "f");
+    fs.write(fh, 0, &[1u8; 100_000]).unwrap();
+    fs.release(fh).unwrap();
+    let (a, OpenMode::Passthrough(file)) = fs.open_file(USER, ino, libc::O_RDWR, true).unwrap() else {
+        panic!("passed through");
+    };
+    let before = fs.budget.bytes();
+    file.write_all_at(&[2u8; 4 << 20], 0).unwrap();
+    // The spiller looks at least once a second; give it ten.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while fs.budget.bytes() < before + (3 << 20) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let after = fs.budget.bytes();
+    fs.release(a).unwrap();
+    background.stop();
+    assert!(after >= before + (3 << 20), "not charged: {before} -> {after} bytes");
+}
+
+#[test]
 fn set_id_files_are_served_so_that_writes_still_drop_the_bits() {
     let (_parent, fs) = spilling_fs("size=1g,spool=64k,passthrough=on");
     let (ino, fh) = create(&fs, NodeId::ROOT, "suid");

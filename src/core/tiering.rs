@@ -133,6 +133,7 @@ impl Fs {
                         if !fs.tiers.wait(Duration::from_secs(1)) {
                             return;
                         }
+                        fs.charge_passthrough_writes();
                         fs.relieve_pressure();
                     })?,
             );

@@ -210,6 +210,18 @@ impl FileData {
         }
     }
 
+    /// In passthrough: charges the kernel's writes so far (see
+    /// [`SpillFile::settle_passthrough`]); nothing otherwise.
+    ///
+    /// # Errors
+    /// The disk file cannot be stat'ed.
+    pub fn settle_passthrough(&mut self, budget: &Budget) -> Result<(), StorageError> {
+        match self {
+            Self::Spill(f) => f.settle_passthrough(budget).map_err(StorageError::from),
+            Self::Ram(_) => Ok(()),
+        }
+    }
+
     /// Whether passthrough opens hold the file (it cannot change tiers).
     #[must_use]
     pub fn in_passthrough(&self) -> bool {

@@ -31,9 +31,11 @@
 //! kernel reads up to it), the map is dropped, and whatever the daemon
 //! still does to the file (truncate, fallocate, copy_file_range) goes
 //! through pread/pwrite after re-reading the size. Blocks the kernel
-//! writes are charged to the budget at the end of the mode (or at the
-//! daemon's next change to the file): the `size=` limit is enforced for
-//! the daemon's own writes only, the spill disk bounds the kernel's.
+//! writes are charged to the budget whenever the daemon looks
+//! ([`SpillFile::settle_passthrough`]: statfs, status, the spiller each
+//! second), at its next change to the file and at the end of the mode:
+//! the `size=` limit then refuses the daemon's writes, while the kernel's
+//! own cannot be refused and are bounded by the spill disk.
 //!
 //! # Failures stick
 //! After an I/O error other than ENOSPC, the file answers EIO from then on
@@ -364,6 +366,19 @@ impl SpillFile {
         let ctime = SystemTime::UNIX_EPOCH
             + std::time::Duration::new(u64::try_from(m.ctime()).ok()?, u32::try_from(m.ctime_nsec()).ok()?);
         Some((m.len(), m.blocks() * 512, m.modified().ok()?, ctime))
+    }
+
+    /// In passthrough: charges (or gives back) what the kernel's writes
+    /// have allocated since the last look, so that the budget holds them
+    /// before the last close. Nothing to do otherwise.
+    ///
+    /// # Errors
+    /// The disk file cannot be stat'ed.
+    pub fn settle_passthrough(&mut self, budget: &Budget) -> Result<(), SpillError> {
+        if self.passthrough == 0 {
+            return Ok(());
+        }
+        self.settle(budget)
     }
 
     /// In passthrough: sets the disk file's modification time, which the
