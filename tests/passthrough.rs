@@ -11,7 +11,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::MountGuard;
+use crate::common::{used_bytes, MountGuard};
 use crate::unprivileged::{ordinary_user, sh_as};
 
 const MIB: usize = 1 << 20;
@@ -98,15 +98,6 @@ fn spilled_files_are_passed_through_and_stay_coherent() {
     assert!(fs::read(&path).unwrap() == want, "after the last close");
     let bytes = m.counters()["bytes"].as_u64().unwrap();
     assert!(bytes >= cut as u64, "the kernel's blocks are charged: {bytes} bytes");
-}
-
-/// Bytes in use on the file system at `path`, as `df` computes them.
-fn used_bytes(path: &std::path::Path) -> u64 {
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid C string and a statvfs to fill.
-    assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut st) }, 0, "statvfs");
-    (st.f_blocks - st.f_bfree) * st.f_frsize
 }
 
 #[test]

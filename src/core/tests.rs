@@ -982,6 +982,18 @@ fn spilling_fs(opts: &str) -> (tempfile::TempDir, Fs) {
     (parent, fs)
 }
 
+/// A spilled, closed file "f" (100,000 bytes of 1), opened again and
+/// passed through: its node, the handle and the kernel's descriptor.
+fn passed_through_file(fs: &Fs) -> (NodeId, HandleId, std::fs::File) {
+    let (ino, fh) = create(fs, NodeId::ROOT, "f");
+    fs.write(fh, 0, &[1u8; 100_000]).unwrap();
+    fs.release(fh).unwrap();
+    let (a, OpenMode::Passthrough(file)) = fs.open_file(USER, ino, libc::O_RDWR, true).unwrap() else {
+        panic!("a closed spilled file is passed through");
+    };
+    (ino, a, file)
+}
+
 #[test]
 fn passthrough_takes_spilled_files_that_no_daemon_served_handle_holds() {
     use std::os::unix::fs::FileExt;
@@ -1036,12 +1048,7 @@ fn passthrough_takes_spilled_files_that_no_daemon_served_handle_holds() {
 fn passthrough_writes_of_the_kernel_are_charged_when_the_daemon_looks() {
     use std::os::unix::fs::FileExt;
     let (_parent, fs) = spilling_fs("size=1g,spool=64k,passthrough=on");
-    let (ino, fh) = create(&fs, NodeId::ROOT, "f");
-    fs.write(fh, 0, &[1u8; 100_000]).unwrap();
-    fs.release(fh).unwrap();
-    let (a, OpenMode::Passthrough(file)) = fs.open_file(USER, ino, libc::O_RDWR, true).unwrap() else {
-        panic!("passed through");
-    };
+    let (ino, a, file) = passed_through_file(&fs);
     file.write_all_at(&[2u8; 1 << 20], 1 << 20).unwrap();
     let attr = fs.getattr(ino).unwrap();
     assert_eq!(attr.size, 2 << 20);
@@ -1057,12 +1064,7 @@ fn passthrough_writes_of_the_kernel_are_charged_when_the_daemon_looks() {
 fn passthrough_writes_count_against_size_before_the_file_closes() {
     use std::os::unix::fs::FileExt;
     let (_parent, fs) = spilling_fs("size=4m,spool=64k,passthrough=on");
-    let (ino, fh) = create(&fs, NodeId::ROOT, "f");
-    fs.write(fh, 0, &[1u8; 100_000]).unwrap();
-    fs.release(fh).unwrap();
-    let (a, OpenMode::Passthrough(file)) = fs.open_file(USER, ino, libc::O_RDWR, true).unwrap() else {
-        panic!("passed through");
-    };
+    let (_, a, file) = passed_through_file(&fs);
     let free = fs.statfs().bfree;
     // What the kernel writes while it holds the file.
     file.write_all_at(&[2u8; 3 << 20], 0).unwrap();
@@ -1086,12 +1088,7 @@ fn the_spiller_charges_passthrough_writes_without_being_asked() {
     let (_parent, fs) = spilling_fs("size=1g,spool=64k,passthrough=on");
     let fs = Arc::new(fs);
     let background = fs.start_background().unwrap();
-    let (ino, fh) = create(&fs, NodeId::ROOT, "f");
-    fs.write(fh, 0, &[1u8; 100_000]).unwrap();
-    fs.release(fh).unwrap();
-    let (a, OpenMode::Passthrough(file)) = fs.open_file(USER, ino, libc::O_RDWR, true).unwrap() else {
-        panic!("passed through");
-    };
+    let (_, a, file) = passed_through_file(&fs);
     let before = fs.budget.bytes();
     file.write_all_at(&[2u8; 4 << 20], 0).unwrap();
     // The spiller looks at least once a second; give it ten.

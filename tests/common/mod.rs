@@ -234,6 +234,14 @@ pub fn cpath(p: &Path) -> CString {
     CString::new(p.as_os_str().as_bytes()).unwrap()
 }
 
+/// Bytes in use on the file system at `path`, as `df` computes them.
+pub fn used_bytes(path: &Path) -> u64 {
+    // SAFETY: zeroed is a valid statvfs; the path is NUL-terminated.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::statvfs(cpath(path).as_ptr(), &mut st) }, 0, "statvfs");
+    (st.f_blocks - st.f_bfree) * st.f_frsize
+}
+
 /// Turns a libc return value into an io::Result.
 pub fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {
@@ -310,10 +318,7 @@ impl LoopFs {
 
     /// Bytes in use on it (statvfs).
     pub fn used(&self) -> u64 {
-        // SAFETY: zeroed is a valid statvfs; the path is NUL-terminated.
-        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-        assert_eq!(unsafe { libc::statvfs(cpath(self.path()).as_ptr(), &mut st) }, 0);
-        (st.f_blocks - st.f_bfree) * st.f_frsize
+        used_bytes(self.path())
     }
 
     /// Unmounts and returns the raw image's bytes.
