@@ -151,7 +151,7 @@ fn a_mount_made_right_after_an_outside_unmount_survives_the_old_daemon() {
         fs::write(old.join("big"), vec![7u8; 1 << 20]).unwrap();
         // Unmounted from outside (umount, fusermount3 -u), then mounted
         // again at once, before the old daemon has wound down.
-        sys::unmount(&path, false).unwrap();
+        sys::unmount_with_grace(&path, Duration::from_secs(10)).unwrap();
         let new = MountGuard::at(&path, "", &slow);
         assert!(
             old.wait_exit_unmounted_elsewhere(Duration::from_secs(30))

@@ -174,6 +174,26 @@ pub fn unmount(path: &Path, lazy: bool) -> io::Result<()> {
     }))
 }
 
+/// Unmounts `path` (not lazily), retrying while it is busy for up to
+/// `grace`. A mount is often busy for a moment after its last file was
+/// closed: a child forked by another thread of the closing program holds
+/// copies of its descriptors until it execs, and a shell's last command may
+/// still be winding down in it.
+///
+/// # Errors
+/// As [`unmount`]; EBUSY once `grace` has passed with the mount still busy.
+pub fn unmount_with_grace(path: &Path, grace: std::time::Duration) -> io::Result<()> {
+    let deadline = std::time::Instant::now() + grace;
+    loop {
+        match unmount(path, false) {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => return r,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,11 @@ use crate::CliError;
 /// How long `unmount` waits for the daemon to free everything and exit.
 const UNMOUNT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// How long a busy mount gets to become idle before `unmount` gives up:
+/// long enough for descriptors that forked children hold until they exec,
+/// short enough that real open files are reported at once.
+const BUSY_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub(crate) fn run(dir: &Path, lazy: bool) -> Result<(), CliError> {
     let abs = super::absolute(dir);
     let shown = abs.display();
@@ -19,7 +24,12 @@ pub(crate) fn run(dir: &Path, lazy: bool) -> Result<(), CliError> {
         None => return Err(anyhow!("{shown} is not a tmpfsd mount").into()),
     }
     let daemon = sys::daemon_of(&abs);
-    sys::unmount(&abs, lazy).map_err(|e| match e.raw_os_error() {
+    let done = if lazy {
+        sys::unmount(&abs, true)
+    } else {
+        sys::unmount_with_grace(&abs, BUSY_GRACE)
+    };
+    done.map_err(|e| match e.raw_os_error() {
         Some(libc::EBUSY) => {
             anyhow!("{shown} is busy: files are open or a process works in it (close them, or use --lazy)")
         }
