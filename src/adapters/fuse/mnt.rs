@@ -269,7 +269,7 @@ mod tests {
     /// the cleanup, then the directory.
     struct Mounted {
         path: PathBuf,
-        _fd: OwnedFd,
+        fd: OwnedFd,
         _cleanup: Cleanup,
         _dir: tempfile::TempDir,
     }
@@ -283,11 +283,45 @@ mod tests {
         let conn = Connection::new(fd.try_clone().expect("dup the /dev/fuse descriptor"), &path);
         let m = Mounted {
             path,
-            _fd: fd,
+            fd,
             _cleanup: cleanup,
             _dir: dir,
         };
         (m, conn)
+    }
+
+    /// Drops `conn` on another thread. A drop that blocks (a statfs of
+    /// the mount, which nothing serves, waits for the connection's INIT
+    /// to be answered) is released after ten seconds by refusing that
+    /// INIT, and the test fails instead of hanging.
+    fn drop_within(conn: Connection, m: &Mounted) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let dropper = std::thread::spawn(move || {
+            drop(conn);
+            let _ = tx.send(());
+        });
+        if rx.recv_timeout(std::time::Duration::from_secs(10)).is_err() {
+            refuse_init(&m.fd);
+            let _ = dropper.join();
+            panic!("dropping the connection blocked on its own mount");
+        }
+        dropper.join().expect("the drop panicked");
+    }
+
+    /// Reads the connection's INIT request from `fd` and answers it with
+    /// an error: the kernel then fails every waiting and later request.
+    fn refuse_init(fd: &OwnedFd) {
+        // The kernel refuses reads into buffers smaller than a request can be.
+        let mut dev = File::from(fd.try_clone().expect("dup the /dev/fuse descriptor"));
+        let mut buf = vec![0u8; (1 << 20) + 4096];
+        let n = dev.read(&mut buf).expect("read the INIT request");
+        assert!(n >= 16, "short request: {n} bytes");
+        // fuse_out_header: len, error, unique (copied from fuse_in_header).
+        let mut reply = Vec::with_capacity(16);
+        reply.extend_from_slice(&16u32.to_ne_bytes());
+        reply.extend_from_slice(&(-libc::EPROTO).to_ne_bytes());
+        reply.extend_from_slice(&buf[8..16]);
+        std::io::Write::write_all(&mut dev, &reply).expect("answer the INIT request");
     }
 
     /// A session that ends (by an error, say) while its connection is
@@ -302,7 +336,7 @@ mod tests {
             "not mounted: {entry:?}"
         );
         assert!(conn.is_live());
-        drop(conn);
+        drop_within(conn, &m);
         let left = crate::sys::mount_at(path).unwrap();
         assert!(left.is_none(), "the mount survived its connection: {left:?}");
     }
@@ -320,7 +354,7 @@ mod tests {
         );
         nix::mount::mount(Some("tmpfs"), path, Some("tmpfs"), MsFlags::empty(), Some("size=1m"))
             .expect("mount a tmpfs in its place");
-        drop(conn);
+        drop_within(conn, &m);
         let left = crate::sys::mount_at(path).unwrap();
         assert!(
             left.as_ref().is_some_and(|m| m.fs_type == "tmpfs"),
