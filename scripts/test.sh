@@ -14,13 +14,15 @@ failures=()
 run() {
     local name=$1
     shift
+    local start=$SECONDS
     echo "==> $name"
     if "$@"; then
         passed=$((passed + 1))
+        echo "==> $name: passed in $((SECONDS - start)) s"
     else
         failed=$((failed + 1))
         failures+=("$name")
-        echo "==> $name FAILED"
+        echo "==> $name FAILED after $((SECONDS - start)) s"
     fi
 }
 
