@@ -132,6 +132,11 @@ fn bench_on_given_directories_names_what_they_are() {
     assert!(table.contains("(a tmpfsd mount)"), "{table}");
     assert!(table.contains("(disk)"), "{table}");
     assert!(table.contains("named_tempfile_64k"), "{table}");
+    // Columns are headed by the last component; the legend has the path.
+    let name = plain.path().file_name().unwrap().to_str().unwrap();
+    let header = table.lines().find(|l| l.starts_with("metric")).unwrap();
+    assert!(header.split_whitespace().any(|c| c == name), "{header}");
+    assert!(table.contains(plain.path().to_str().unwrap()), "{table}");
     // The given directories are left as they were.
     assert_eq!(fs::read_dir(m.path()).unwrap().count(), 0);
     assert_eq!(fs::read_dir(plain.path()).unwrap().count(), 0);

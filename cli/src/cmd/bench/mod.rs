@@ -100,6 +100,7 @@ pub(crate) fn run(args: &BenchArgs, log_level: &str) -> Result<(), CliError> {
     for dir in &args.dirs {
         targets.push(given_target(dir)?);
     }
+    short_labels(&mut targets);
     logging::init(log_level, None)?;
     let sizes = if args.quick { Sizes::QUICK } else { Sizes::FULL };
     let tarball = workloads::source_tarball(sizes.tree_files).context("cannot build the source tarball")?;
@@ -185,6 +186,24 @@ fn given_target(dir: &Path) -> Result<Target, CliError> {
         kind,
         mount_options: None,
     })
+}
+
+/// Labels given directories by their last component, so that the table's
+/// columns and the plot's legend stay narrow (the full paths are listed
+/// above the table); a path whose last component another target shares,
+/// or that has none, keeps its full path.
+fn short_labels(targets: &mut [Target]) {
+    let names: Vec<Option<String>> = targets
+        .iter()
+        .map(|t| t.path.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    for (i, t) in targets.iter_mut().enumerate() {
+        if let Some(name) = &names[i] {
+            if names.iter().filter(|n| n.as_ref() == Some(name)).count() == 1 {
+                t.label.clone_from(name);
+            }
+        }
+    }
 }
 
 fn kind_of(dir: &Path) -> anyhow::Result<Kind> {
@@ -323,5 +342,27 @@ impl Drop for PrivateMount {
             let _ = std::fs::remove_dir(p);
         }
         let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(path: &str) -> Target {
+        Target {
+            label: path.into(),
+            path: path.into(),
+            kind: Kind::Disk,
+            mount_options: None,
+        }
+    }
+
+    #[test]
+    fn given_directories_are_labelled_by_their_last_component_unless_shared() {
+        let mut targets = vec![target("/tmp/m-memfs"), target("/a/x"), target("/b/x"), target("/")];
+        short_labels(&mut targets);
+        let labels: Vec<&str> = targets.iter().map(|t| t.label.as_str()).collect();
+        assert_eq!(labels, ["m-memfs", "/a/x", "/b/x", "/"]);
     }
 }
