@@ -32,11 +32,12 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 chunk=${FSX_CHUNK:-10000}
+per_process=$((ops < chunk ? ops : chunk))
 
 # The leaked maps (measured on kernel tmpfs as well) would also end a long
 # process by vm.max_map_count (65530), not by a file-system bug. Raise it
 # for the run, as root, and put it back.
-if [ "$chunk" -gt 200000 ] && [ "$ops" -gt 200000 ] && [ -w /proc/sys/vm/max_map_count ]; then
+if [ "$per_process" -gt 200000 ] && [ -w /proc/sys/vm/max_map_count ]; then
     old_maps=$(cat /proc/sys/vm/max_map_count)
     echo 4194304 > /proc/sys/vm/max_map_count
     trap 'rm -rf "$work"; echo "$old_maps" > /proc/sys/vm/max_map_count' EXIT
@@ -67,7 +68,7 @@ posix_fadvise = 1
 copy_file_range = 2
 TOML
 
-echo "fsx: $ops operations in $dir, seed $seed, files up to $flen bytes, $chunk operations per process"
+echo "fsx: $ops operations in $dir, seed $seed, files up to $flen bytes, $per_process operations per process"
 left=$ops
 s=$seed
 while [ "$left" -gt 0 ]; do
