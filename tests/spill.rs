@@ -244,6 +244,26 @@ fn a_4gib_stream_with_max_ram_256m_reads_back_and_rss_stays_bounded() {
     fs::remove_file(&path).unwrap();
 }
 
+#[test]
+fn memory_of_deleted_files_goes_back_once_the_mount_is_idle() {
+    let m = MountGuard::new("spool=1g,max_ram=2g");
+    let path = m.join("big");
+    let mut buf = vec![0u8; 1 << 20];
+    let mut f = File::create(&path).unwrap();
+    for i in 0..384u64 {
+        fill_fast(i << 20, &mut buf);
+        f.write_all(&buf).unwrap();
+    }
+    drop(f);
+    let held_kb = m.proc_kb("VmRSS");
+    assert!(held_kb > 300 * 1024, "a 384 MiB file in RAM, daemon RSS {held_kb} kB");
+    fs::remove_file(&path).unwrap();
+    // Kept a few seconds for reuse, then handed back.
+    eventually(30, "the daemon gives the deleted file's memory back", || {
+        m.proc_kb("VmRSS") < 64 * 1024
+    });
+}
+
 /// A cheap pattern for large streams: one pseudo-random word per 8 bytes.
 fn fill_fast(off: u64, buf: &mut [u8]) {
     for (i, w) in buf.chunks_exact_mut(8).enumerate() {

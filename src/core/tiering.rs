@@ -14,8 +14,12 @@
 //!   budget by more than a sixteenth spills its own file, which it already
 //!   holds, so memory stays bounded even when one writer outruns the worker.
 //! - Memory freed by spilling is handed back to the system at once
-//!   (`malloc_trim`), since the mount is over its budget; ordinary churn
-//!   below the budget keeps freed chunks for reuse.
+//!   (`malloc_trim`), since the mount is over its budget. Memory freed by
+//!   deletions and truncations stays with the allocator while files keep
+//!   coming and going (reuse beats returning and faulting it in again, most
+//!   on VMs that hand freed pages back to the host), and goes back once the
+//!   mount has freed nothing for a few seconds ([`IdleTrim`]): an idle
+//!   daemon holds about what its files hold.
 //! - `delete_on_close` removes a file at its last close; `expire=` removes
 //!   files nobody has touched for that long, never an open one.
 
@@ -23,7 +27,7 @@ use std::ffi::OsStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Condvar, Mutex};
 
@@ -36,6 +40,10 @@ use crate::storage::{FileData, StorageError, Tier};
 const MIN_VICTIM: u64 = 64 << 10;
 /// A writer's own file is spilled inline only when at least this large.
 const MIN_INLINE_VICTIM: u64 = 1 << 20;
+/// How long the mount must free nothing before freed memory goes back.
+const TRIM_QUIET: Duration = Duration::from_secs(5);
+/// Less freed memory than this is not worth a trim.
+const TRIM_MIN: u64 = 16 << 20;
 
 /// Tier settings and counters of one mount.
 #[derive(Debug)]
@@ -116,28 +124,33 @@ impl Background {
 }
 
 impl Fs {
-    /// Starts the spiller (when spilling is on) and the expiry sweeper
-    /// (with `expire=`). They hold only a weak reference to the file system.
+    /// Starts the memory keeper (spills over the budget when spilling is
+    /// on, gives idle freed memory back) and the expiry sweeper (with
+    /// `expire=`). They hold only a weak reference to the file system.
     ///
     /// # Errors
     /// A thread could not be started.
     pub fn start_background(self: &Arc<Self>) -> std::io::Result<Background> {
         let mut threads = Vec::new();
-        if self.tiers.dir.is_some() {
-            let weak = Arc::downgrade(self);
-            threads.push(
-                std::thread::Builder::new()
-                    .name("tmpfsd-spill".into())
-                    .spawn(move || loop {
-                        let Some(fs) = weak.upgrade() else { return };
-                        if !fs.tiers.wait(Duration::from_secs(1)) {
-                            return;
-                        }
+        let weak = Arc::downgrade(self);
+        let mut trim = IdleTrim::new(self.budget.ram_released(), Instant::now());
+        threads.push(
+            std::thread::Builder::new()
+                .name("tmpfsd-memory".into())
+                .spawn(move || loop {
+                    let Some(fs) = weak.upgrade() else { return };
+                    if !fs.tiers.wait(Duration::from_secs(1)) {
+                        return;
+                    }
+                    if fs.tiers.dir.is_some() {
                         fs.charge_passthrough_writes();
                         fs.relieve_pressure();
-                    })?,
-            );
-        }
+                    }
+                    if trim.due(fs.budget.ram_released(), Instant::now()) {
+                        give_back_memory();
+                    }
+                })?,
+        );
         if let Some(expire) = self.tiers.expire {
             let weak = Arc::downgrade(self);
             let period = (expire / 4).clamp(Duration::from_millis(200), Duration::from_secs(60));
@@ -304,6 +317,45 @@ impl Fs {
 /// Returns freed heap memory to the system. glibc keeps freed blocks in its
 /// arenas, where they would still count as the daemon's resident memory.
 /// It walks every arena, so it runs at most once per 50 ms.
+/// When memory freed by deletions and truncations goes back to the
+/// system: once at least [`TRIM_MIN`] was freed since the last trim and
+/// nothing at all for [`TRIM_QUIET`]. Steady churn never trims (the freed
+/// chunks are being reused); a mount that went quiet does, once.
+#[derive(Debug)]
+pub(crate) struct IdleTrim {
+    /// The budget's released total when last looked at.
+    seen: u64,
+    /// The released total at the last trim.
+    at_trim: u64,
+    /// When the released total last moved.
+    last_free: Instant,
+}
+
+impl IdleTrim {
+    pub(crate) fn new(released: u64, now: Instant) -> Self {
+        Self {
+            seen: released,
+            at_trim: released,
+            last_free: now,
+        }
+    }
+
+    /// Called with the budget's released total on each background tick;
+    /// true when a trim is due now.
+    pub(crate) fn due(&mut self, released: u64, now: Instant) -> bool {
+        if released != self.seen {
+            self.seen = released;
+            self.last_free = now;
+        }
+        let due = released.saturating_sub(self.at_trim) >= TRIM_MIN
+            && now.saturating_duration_since(self.last_free) >= TRIM_QUIET;
+        if due {
+            self.at_trim = released;
+        }
+        due
+    }
+}
+
 fn give_back_memory() {
     static LAST_MS: AtomicU64 = AtomicU64::new(0);
     let now = SystemTime::now()
@@ -330,4 +382,37 @@ pub const STATS_XATTR: &str = "user.tmpfsd.stats";
 
 pub(crate) fn is_stats_xattr(ino: NodeId, name: &OsStr) -> bool {
     ino == NodeId::ROOT && name == STATS_XATTR
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn idle_trim_waits_for_quiet_and_enough_freed_memory() {
+        let t0 = Instant::now();
+        let mut trim = IdleTrim::new(0, t0);
+        // Nothing freed: never due, however long it is quiet.
+        assert!(!trim.due(0, t0 + 60 * SEC));
+        // A big free, then frees keep coming: not while they do.
+        assert!(!trim.due(TRIM_MIN, t0 + 61 * SEC));
+        assert!(!trim.due(TRIM_MIN + 1, t0 + 64 * SEC));
+        assert!(!trim.due(TRIM_MIN + 1, t0 + 64 * SEC + TRIM_QUIET - SEC));
+        // Quiet long enough: due once, then not again for the same memory.
+        assert!(trim.due(TRIM_MIN + 1, t0 + 64 * SEC + TRIM_QUIET));
+        assert!(!trim.due(TRIM_MIN + 1, t0 + 600 * SEC));
+    }
+
+    #[test]
+    fn idle_trim_ignores_small_frees() {
+        let t0 = Instant::now();
+        let mut trim = IdleTrim::new(1000, t0);
+        assert!(!trim.due(1000 + TRIM_MIN - 1, t0 + SEC));
+        assert!(!trim.due(1000 + TRIM_MIN - 1, t0 + 600 * SEC));
+        // Small frees add up.
+        assert!(!trim.due(1000 + TRIM_MIN, t0 + 601 * SEC));
+        assert!(trim.due(1000 + TRIM_MIN, t0 + 601 * SEC + TRIM_QUIET));
+    }
 }

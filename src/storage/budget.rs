@@ -21,6 +21,9 @@ pub struct Budget {
     /// The part of `bytes` held in memory (the rest is spilled).
     ram: AtomicU64,
     ram_high_water: AtomicU64,
+    /// Memory given back so far, in total: it tells the background thread
+    /// when the allocator holds freed memory it could return.
+    ram_released: AtomicU64,
 }
 
 impl Budget {
@@ -36,6 +39,7 @@ impl Budget {
             enospc: AtomicU64::new(0),
             ram: AtomicU64::new(0),
             ram_high_water: AtomicU64::new(0),
+            ram_released: AtomicU64::new(0),
         }
     }
 
@@ -59,6 +63,15 @@ impl Budget {
     pub fn release_ram(&self, n: u64) {
         self.release_bytes(n);
         saturating_sub(&self.ram, n);
+        if n != 0 {
+            self.ram_released.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Memory given back since the mount started, in total.
+    #[must_use]
+    pub fn ram_released(&self) -> u64 {
+        self.ram_released.load(Ordering::Relaxed)
     }
 
     fn add_ram(&self, n: u64) {
@@ -204,5 +217,15 @@ mod tests {
         b.reserve_inode().unwrap();
         assert_eq!(b.reserve_inode(), Err(NoSpace));
         assert_eq!(b.enospc_count(), 2);
+    }
+
+    #[test]
+    fn released_memory_adds_up() {
+        let b = Budget::new(u64::MAX, u64::MAX);
+        b.reserve_ram(100).unwrap();
+        b.release_ram(60);
+        b.release_ram(0);
+        b.release_ram(40);
+        assert_eq!((b.ram(), b.ram_released()), (0, 100));
     }
 }
