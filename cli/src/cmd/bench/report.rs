@@ -68,6 +68,17 @@ pub(super) fn format_value(v: f64) -> String {
     }
 }
 
+/// Widest table line before the table splits into blocks (a terminal
+/// window at a usual size).
+const WIDE: usize = 132;
+
+/// One column of the human table.
+struct Column {
+    heading: String,
+    /// One cell per row.
+    cells: Vec<String>,
+}
+
 /// The results of a run.
 #[derive(Debug)]
 pub(super) struct Report {
@@ -122,7 +133,9 @@ impl Report {
         cols
     }
 
-    /// The human table.
+    /// The human table: values and ratios side by side while that fits in
+    /// [`WIDE`] columns; with many targets, one block of values and one
+    /// block of ratios per reference instead, each as wide as the targets.
     pub(super) fn table(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(
@@ -131,35 +144,100 @@ impl Report {
             self.reps,
             if self.reps == 1 { "" } else { "s" }
         );
-        for t in &self.targets {
-            let _ = writeln!(out, "  {:<10} {} ({})", t.label, t.path.display(), t.describe());
-        }
-        out.push('\n');
-        let width = |label: &str| label.len().max(9);
-        let _ = write!(out, "{:<20} {:<9}", "metric", "unit");
-        for t in &self.targets {
-            let _ = write!(out, " {:>w$}", t.label, w = width(&t.label));
-        }
-        let ratio_labels: Vec<String> = self
-            .ratio_columns()
+        let w = self
+            .targets
             .iter()
-            .map(|&(t, r)| format!("{}/{}", self.targets[t].label, self.targets[r].label))
-            .collect();
-        for l in &ratio_labels {
-            let _ = write!(out, " {:>w$}", l, w = width(l));
+            .map(|t| t.label.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(10);
+        for t in &self.targets {
+            let _ = writeln!(out, "  {:<w$} {} ({})", t.label, t.path.display(), t.describe());
         }
         out.push('\n');
-        for row in &self.rows {
-            let _ = write!(out, "{:<20} {:<9}", row.metric, row.unit);
-            for (t, target) in self.targets.iter().enumerate() {
-                let v = row.median(t).map_or_else(|| "-".into(), format_value);
-                let _ = write!(out, " {:>w$}", v, w = width(&target.label));
+        let values: Vec<Column> = (0..self.targets.len())
+            .map(|t| Column {
+                heading: self.targets[t].label.clone(),
+                cells: self
+                    .rows
+                    .iter()
+                    .map(|row| row.median(t).map_or_else(|| "-".into(), format_value))
+                    .collect(),
+            })
+            .collect();
+        let ratio = |t: usize, r: usize, heading: String| Column {
+            heading,
+            cells: self
+                .rows
+                .iter()
+                .map(|row| row.ratio(t, r).map_or_else(|| "-".into(), |x| format!("{x:.2}x")))
+                .collect(),
+        };
+        let ratios: Vec<Column> = self
+            .ratio_columns()
+            .into_iter()
+            .map(|(t, r)| ratio(t, r, format!("{}/{}", self.targets[t].label, self.targets[r].label)))
+            .collect();
+        let wide = self.grid(&values.iter().chain(&ratios).collect::<Vec<_>>());
+        if wide.lines().filter(|l| l.starts_with("metric ")).count() == 1 {
+            out.push_str(&wide);
+            return out;
+        }
+        out.push_str("values\n");
+        out.push_str(&self.grid(&values.iter().collect::<Vec<_>>()));
+        for reference in [self.tmpfs, self.disk].into_iter().flatten() {
+            let cols: Vec<Column> = self
+                .ratio_columns()
+                .into_iter()
+                .filter(|&(_, r)| r == reference)
+                .map(|(t, r)| ratio(t, r, self.targets[t].label.clone()))
+                .collect();
+            let target = &self.targets[reference];
+            let _ = writeln!(out, "\nspeed relative to {} ({})", target.label, target.describe());
+            out.push_str(&self.grid(&cols.iter().collect::<Vec<_>>()));
+        }
+        out
+    }
+
+    /// Rows of metric, unit and the columns, right-aligned; columns that
+    /// would pass [`WIDE`] continue in another grid below.
+    fn grid(&self, columns: &[&Column]) -> String {
+        let width = |c: &Column| {
+            c.cells
+                .iter()
+                .chain([&c.heading])
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+                .max(9)
+        };
+        let mut out = String::new();
+        let mut rest = columns;
+        while !rest.is_empty() {
+            // At least one column per grid, however wide.
+            let mut used = 30 + 1 + width(rest[0]);
+            let mut n = 1;
+            while n < rest.len() && used + 1 + width(rest[n]) <= WIDE {
+                used += 1 + width(rest[n]);
+                n += 1;
             }
-            for (&(t, r), l) in self.ratio_columns().iter().zip(&ratio_labels) {
-                let v = row.ratio(t, r).map_or_else(|| "-".into(), |x| format!("{x:.2}x"));
-                let _ = write!(out, " {:>w$}", v, w = width(l));
+            let (now, later) = rest.split_at(n);
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            let _ = write!(out, "{:<20} {:<9}", "metric", "unit");
+            for c in now {
+                let _ = write!(out, " {:>w$}", c.heading, w = width(c));
             }
             out.push('\n');
+            for (i, row) in self.rows.iter().enumerate() {
+                let _ = write!(out, "{:<20} {:<9}", row.metric, row.unit);
+                for c in now {
+                    let _ = write!(out, " {:>w$}", c.cells[i], w = width(c));
+                }
+                out.push('\n');
+            }
+            rest = later;
         }
         out
     }
@@ -395,6 +473,34 @@ mod tests {
         assert_eq!(r.rows[1].ratio(0, 2), Some(0.5));
         assert_eq!(median(&[1.0, 2.0, 3.0, 4.0]), Some(2.5));
         assert_eq!(median(&[]), None);
+    }
+
+    #[test]
+    fn many_targets_split_the_table_into_blocks_that_fit() {
+        let mut targets = vec![target("tmpfs", Kind::Tmpfs), target("disk", Kind::Disk)];
+        targets.extend((0..6).map(|i| target(&format!("some-fuse-mount-{i}"), Kind::Fuse)));
+        let mut ms = Vec::new();
+        for t in 0..targets.len() {
+            ms.push(m(t, "seq_write", Better::Higher, 100.0 * (t + 1) as f64));
+        }
+        let table = Report::new(targets, 1, ms).table();
+        let widest = table.lines().map(|l| l.chars().count()).max().unwrap();
+        assert!(widest <= WIDE, "{widest} columns:\n{table}");
+        assert!(table.contains("\nvalues\n"), "{table}");
+        assert!(table.contains("speed relative to tmpfs (kernel tmpfs)"), "{table}");
+        assert!(table.contains("speed relative to disk (disk)"), "{table}");
+        // seq_write of some-fuse-mount-5 (800) against tmpfs (100) and disk (200).
+        // Its cells are the last of each block (the blocks wrap).
+        let line = |block: &str| {
+            let rest = &table[table.find(block).unwrap() + block.len()..];
+            let rest = &rest[..rest.find("speed relative").unwrap_or(rest.len())];
+            rest.lines().rfind(|l| l.starts_with("seq_write")).unwrap().to_string()
+        };
+        assert!(line("values").trim_end().ends_with("800.0"), "{table}");
+        assert!(line("relative to tmpfs").trim_end().ends_with("8.00x"), "{table}");
+        assert!(line("relative to disk").trim_end().ends_with("4.00x"), "{table}");
+        // Three targets still get the one table.
+        assert!(!report().table().contains("\nvalues\n"));
     }
 
     #[test]
