@@ -314,9 +314,6 @@ impl Fs {
     }
 }
 
-/// Returns freed heap memory to the system. glibc keeps freed blocks in its
-/// arenas, where they would still count as the daemon's resident memory.
-/// It walks every arena, so it runs at most once per 50 ms.
 /// When memory freed by deletions and truncations goes back to the
 /// system: once at least [`TRIM_MIN`] was freed since the last trim and
 /// nothing at all for [`TRIM_QUIET`]. Steady churn never trims (the freed
@@ -356,6 +353,9 @@ impl IdleTrim {
     }
 }
 
+/// Returns freed heap memory to the system. glibc keeps freed blocks in its
+/// arenas, where they would still count as the daemon's resident memory.
+/// It walks every arena, so it runs at most once per 50 ms.
 fn give_back_memory() {
     static LAST_MS: AtomicU64 = AtomicU64::new(0);
     let now = SystemTime::now()

@@ -72,11 +72,26 @@ pub(super) fn format_value(v: f64) -> String {
 /// window at a usual size).
 const WIDE: usize = 132;
 
+/// Width of a table line's metric and unit.
+const LEAD: usize = 20 + 1 + 9;
+
 /// One column of the human table.
 struct Column {
     heading: String,
     /// One cell per row.
     cells: Vec<String>,
+}
+
+impl Column {
+    fn width(&self) -> usize {
+        self.cells
+            .iter()
+            .chain([&self.heading])
+            .map(|s| s.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(9)
+    }
 }
 
 /// The results of a run.
@@ -178,9 +193,9 @@ impl Report {
             .into_iter()
             .map(|(t, r)| ratio(t, r, format!("{}/{}", self.targets[t].label, self.targets[r].label)))
             .collect();
-        let wide = self.grid(&values.iter().chain(&ratios).collect::<Vec<_>>());
-        if wide.lines().filter(|l| l.starts_with("metric ")).count() == 1 {
-            out.push_str(&wide);
+        let all: Vec<&Column> = values.iter().chain(&ratios).collect();
+        if LEAD + all.iter().map(|c| 1 + c.width()).sum::<usize>() <= WIDE {
+            out.push_str(&self.grid(&all));
             return out;
         }
         out.push_str("values\n");
@@ -202,23 +217,14 @@ impl Report {
     /// Rows of metric, unit and the columns, right-aligned; columns that
     /// would pass [`WIDE`] continue in another grid below.
     fn grid(&self, columns: &[&Column]) -> String {
-        let width = |c: &Column| {
-            c.cells
-                .iter()
-                .chain([&c.heading])
-                .map(|s| s.chars().count())
-                .max()
-                .unwrap_or(0)
-                .max(9)
-        };
         let mut out = String::new();
         let mut rest = columns;
         while !rest.is_empty() {
             // At least one column per grid, however wide.
-            let mut used = 30 + 1 + width(rest[0]);
+            let mut used = LEAD + 1 + rest[0].width();
             let mut n = 1;
-            while n < rest.len() && used + 1 + width(rest[n]) <= WIDE {
-                used += 1 + width(rest[n]);
+            while n < rest.len() && used + 1 + rest[n].width() <= WIDE {
+                used += 1 + rest[n].width();
                 n += 1;
             }
             let (now, later) = rest.split_at(n);
@@ -227,13 +233,13 @@ impl Report {
             }
             let _ = write!(out, "{:<20} {:<9}", "metric", "unit");
             for c in now {
-                let _ = write!(out, " {:>w$}", c.heading, w = width(c));
+                let _ = write!(out, " {:>w$}", c.heading, w = c.width());
             }
             out.push('\n');
             for (i, row) in self.rows.iter().enumerate() {
                 let _ = write!(out, "{:<20} {:<9}", row.metric, row.unit);
                 for c in now {
-                    let _ = write!(out, " {:>w$}", c.cells[i], w = width(c));
+                    let _ = write!(out, " {:>w$}", c.cells[i], w = c.width());
                 }
                 out.push('\n');
             }
