@@ -1408,18 +1408,49 @@ impl Fs {
     /// # Errors
     /// As for [`Fs::write`].
     pub fn write_killing(&self, fh: HandleId, off: u64, data: &[u8], kill_setid: bool) -> FsResult<u32> {
-        let h = self.file_of(fh)?;
-        let file = h.node.file().ok_or(FsError::Io)?;
+        let mut result = Err(FsError::Io);
+        self.write_answering(fh, off, data, kill_setid, |r| result = r);
+        result
+    }
+
+    /// [`Fs::write_killing`] that hands its result to `answer` as soon as
+    /// the write can no longer fail (space reserved, size and times set),
+    /// before its bytes are copied, so that an adapter can answer the
+    /// kernel while the copy runs; `answer` is called exactly once. The
+    /// file's data lock is held until the copy is done, so no read,
+    /// truncate or tier move sees the file without the bytes. Only a spill
+    /// disk's I/O error can strike after a success was answered, and the
+    /// file then answers EIO from now on. `answer` runs under that lock: it
+    /// must not read, write or resize the same file.
+    pub fn write_answering(
+        &self,
+        fh: HandleId,
+        off: u64,
+        data: &[u8],
+        kill_setid: bool,
+        answer: impl FnOnce(FsResult<u32>),
+    ) {
+        let Ok(n) = u32::try_from(data.len()) else {
+            return answer(Err(FsError::Invalid));
+        };
+        let h = match self.file_of(fh) {
+            Ok(h) => h,
+            Err(e) => return answer(Err(e)),
+        };
+        let Some(file) = h.node.file() else {
+            return answer(Err(FsError::Io));
+        };
         let mut d = file.write();
         let off = if h.append { d.len() } else { off };
-        check_range(off, data.len() as u64)?;
-        self.spool_before_growth(&h.node, &mut d, data.len() as u64);
-        d.write_at(off, data, &self.budget).map_err(storage)?;
-        if d.tier() == Tier::Ram {
-            self.after_ram_growth(&h.node, &mut d);
+        if let Err(e) = check_range(off, data.len() as u64) {
+            return answer(Err(e));
         }
+        self.spool_before_growth(&h.node, &mut d, data.len() as u64);
+        let w = match d.prepare_write(off, data, &self.budget) {
+            Ok(w) => w,
+            Err(e) => return answer(Err(storage(e))),
+        };
         h.node.publish(&d);
-        drop(d);
         h.node.touch();
         let mut m = h.node.meta.lock();
         m.touch_modified(now());
@@ -1428,7 +1459,15 @@ impl Fs {
             self.budget.release_ram(freed);
         }
         drop(m);
-        u32::try_from(data.len()).map_err(|_| FsError::Invalid)
+        answer(Ok(n));
+        if let Err(e) = d.finish_write(w, data, &self.budget) {
+            // The spill file is poisoned and logged; reads answer EIO.
+            tracing::debug!(ino = h.node.id.0, "write failed after it was answered: {e:?}");
+        }
+        if d.tier() == Tier::Ram {
+            self.after_ram_growth(&h.node, &mut d);
+        }
+        h.node.publish(&d);
     }
 
     /// Lists directory entries after cookie `offset`, calling `add` for

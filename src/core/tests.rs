@@ -185,6 +185,36 @@ fn bad_names_and_offsets_get_the_right_errno() {
 }
 
 #[test]
+fn a_write_is_answered_once_with_its_size_and_times_already_set() {
+    // In RAM, and spilled (200,000 bytes pass spool=64k).
+    for (opts, spilled) in [("size=1m", 0), ("size=1m,spool=64k", 1)] {
+        let (_parent, fs) = spilling_fs(opts);
+        let (ino, fh) = create(&fs, NodeId::ROOT, "f");
+        let before = fs.getattr(ino).unwrap().mtime;
+        std::thread::sleep(Duration::from_millis(2));
+        let mut answers = Vec::new();
+        fs.write_answering(fh, 100, &[5; 200_000], false, |r| {
+            // The write still holds the file's data lock; getattr reads
+            // what it published.
+            let a = fs.getattr(ino).unwrap();
+            answers.push((r, a.size, a.mtime > before));
+        });
+        assert_eq!(answers, [(Ok(200_000), 200_100, true)], "{opts}");
+        assert_eq!(fs.stats().files_spilled, spilled, "{opts}");
+        let got = fs.read(fh, 0, 300_000).unwrap();
+        assert_eq!(got.len(), 200_100, "{opts}");
+        assert!(got[..100].iter().all(|&b| b == 0), "{opts}");
+        assert!(got[100..].iter().all(|&b| b == 5), "{opts}");
+        // Refused: answered once, with the error, and nothing changed.
+        let mut refused = Vec::new();
+        fs.write_answering(fh, 0, &vec![1; 2 << 20], false, |r| refused.push(r));
+        assert_eq!(refused, [Err(FsError::NoSpace)], "{opts}");
+        assert_eq!(fs.getattr(ino).unwrap().size, 200_100, "{opts}");
+        assert_eq!(fs.read(fh, 0, 300_000).unwrap(), got, "{opts}");
+    }
+}
+
+#[test]
 fn limits_answer_enospc_and_harm_nothing() {
     let fs = fs_with("size=1m,nr_inodes=4");
     let (ino, fh) = create(&fs, NodeId::ROOT, "keep");

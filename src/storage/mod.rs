@@ -53,6 +53,16 @@ impl From<SpillError> for StorageError {
     }
 }
 
+/// A write whose space is reserved and whose size is set, its bytes not
+/// yet copied: see [`FileData::prepare_write`].
+#[derive(Debug)]
+#[must_use = "a prepared write must be finished before the file is let go"]
+pub struct PreparedWrite {
+    off: u64,
+    len: usize,
+    copy: bool,
+}
+
 /// Result of a storage operation.
 pub type StorageResult<T> = Result<T, StorageError>;
 
@@ -125,6 +135,47 @@ impl FileData {
             Self::Ram(f) => Ok(f.write_at(off, data, budget)?),
             Self::Spill(f) => Ok(f.write_at(off, data, budget)?),
         }
+    }
+
+    /// The half of a write of `data` at `off` that can fail: space is
+    /// reserved and the new size set, so that the write can be answered
+    /// before its bytes are copied by [`FileData::finish_write`], which must
+    /// follow before the caller lets go of the file (some writes are done
+    /// whole here; finishing them does nothing).
+    ///
+    /// # Errors
+    /// [`StorageError::NoSpace`] with nothing changed, or [`StorageError::Io`].
+    pub fn prepare_write(&mut self, off: u64, data: &[u8], budget: &Budget) -> StorageResult<PreparedWrite> {
+        let copy = match self {
+            Self::Ram(f) => {
+                f.prepare_write(off, data.len(), budget)?;
+                !data.is_empty()
+            }
+            Self::Spill(f) => f.prepare_write(off, data, budget)?,
+        };
+        Ok(PreparedWrite {
+            off,
+            len: data.len(),
+            copy,
+        })
+    }
+
+    /// Copies the bytes of a write that [`FileData::prepare_write`]
+    /// prepared; `data` must be the same bytes. Fails only when the spill
+    /// disk does, and the file then answers EIO from now on.
+    ///
+    /// # Errors
+    /// [`StorageError::Io`].
+    pub fn finish_write(&mut self, w: PreparedWrite, data: &[u8], budget: &Budget) -> StorageResult<()> {
+        debug_assert_eq!(w.len, data.len(), "a prepared write finished with other bytes");
+        if !w.copy {
+            return Ok(());
+        }
+        match self {
+            Self::Ram(f) => f.finish_write(w.off, data, budget),
+            Self::Spill(f) => f.finish_write(w.off, data)?,
+        }
+        Ok(())
     }
 
     /// Truncates or extends.

@@ -127,19 +127,38 @@ impl RamFile {
     /// # Errors
     /// [`NoSpace`] when the budget cannot cover the growth.
     pub fn write_at(&mut self, off: u64, data: &[u8], budget: &Budget) -> Result<(), NoSpace> {
-        if data.is_empty() {
+        self.prepare_write(off, data.len(), budget)?;
+        self.finish_write(off, data, budget);
+        Ok(())
+    }
+
+    /// The half of a write of `len` bytes at `off` that can fail: reserves
+    /// what the write costs from `budget`, counts it as allocated and sets
+    /// the new size. [`RamFile::finish_write`] with the same offset and
+    /// `len` bytes must follow before anything else touches the file.
+    ///
+    /// # Errors
+    /// [`NoSpace`] when the budget cannot cover the growth; nothing changed.
+    pub fn prepare_write(&mut self, off: u64, len: usize, budget: &Budget) -> Result<(), NoSpace> {
+        if len == 0 {
             return Ok(());
         }
-        let end = off + data.len() as u64;
-        // First pass: what the write costs, so it can be reserved up front.
+        let end = off + len as u64;
         let mut extra = 0u64;
-        self.for_each_span(off, end, |idx, from, to| {
+        self.for_each_span(off, end, |idx, _, to| {
             let cap = self.chunks.get(&idx).map_or(0, Vec::capacity);
             extra += (grown_capacity(cap, to) - cap) as u64;
-            let _ = from;
         });
         budget.reserve_ram(extra)?;
         self.allocated += extra;
+        self.len = self.len.max(end);
+        Ok(())
+    }
+
+    /// The half of a write that cannot fail: grows the chunks that
+    /// [`RamFile::prepare_write`] paid for and copies `data` in.
+    pub fn finish_write(&mut self, off: u64, data: &[u8], budget: &Budget) {
+        let end = off + data.len() as u64;
         let mut done = 0usize;
         let mut spans = Vec::with_capacity(2);
         self.for_each_span(off, end, |idx, from, to| spans.push((idx, from, to)));
@@ -169,8 +188,6 @@ impl RamFile {
             }
             done += n;
         }
-        self.len = self.len.max(end);
-        Ok(())
     }
 
     /// Calls `f(chunk index, start in chunk, end in chunk)` for each chunk

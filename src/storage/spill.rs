@@ -8,12 +8,14 @@
 //! it), so it never has a name: when the daemon exits, however it exits, the
 //! kernel frees the blocks.
 //!
-//! # No SIGBUS
+//! # No SIGBUS, ENOSPC before the answer
 //! A store into a shared map over a hole needs a disk block; on a full disk
-//! the kernel can only answer with SIGBUS. So every write first reserves its
-//! range with `fallocate`, which fails cleanly with ENOSPC, and the disk
-//! file's size is never below the logical size, so no access lands past its
-//! end. Reservations of a growing file come in steps proportional to its
+//! the kernel can only answer with SIGBUS. And a write is answered once it
+//! can no longer fail for want of space, before its bytes are copied
+//! ([`SpillFile::prepare_write`]). So every write first reserves its range
+//! with `fallocate`, which fails cleanly with ENOSPC, and the disk file's
+//! size is never below the logical size, so no access lands past its end.
+//! Reservations of a growing file come in steps proportional to its
 //! size (1 MiB to 64 MiB), so sequential writes rarely need the syscall.
 //!
 //! # Bounded memory
@@ -572,30 +574,64 @@ impl SpillFile {
     /// # Errors
     /// [`SpillError::NoSpace`] with nothing changed; [`SpillError::Failed`].
     pub fn write_at(&mut self, off: u64, data: &[u8], budget: &Budget) -> Result<(), SpillError> {
+        if self.prepare_write(off, data, budget)? {
+            self.finish_write(off, data)?;
+        }
+        Ok(())
+    }
+
+    /// The half of a write that can fail for want of space: reserves the
+    /// blocks, maps them and sets the new size, leaving the copy into the
+    /// map to [`SpillFile::finish_write`] (`Ok(true)`), which must follow
+    /// before anything else touches the file. Writes that do not go
+    /// through the map (passthrough, past the map's limit) are done here
+    /// whole (`Ok(false)`).
+    ///
+    /// # Errors
+    /// [`SpillError::NoSpace`] with nothing changed; [`SpillError::Failed`].
+    pub fn prepare_write(&mut self, off: u64, data: &[u8], budget: &Budget) -> Result<bool, SpillError> {
         self.check()?;
         if data.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let end = off + data.len() as u64;
         if self.passthrough > 0 {
-            return self.write_exact(off, data, budget);
+            self.write_exact(off, data, budget)?;
+            return Ok(false);
         }
         self.reserve(off, end, budget)?;
-        match self.map_to(end)? {
-            Some(map) => {
+        let mapped = self.map_to(end)?.is_some();
+        if !mapped {
+            if let Err(e) = self.file.write_all_at(data, off) {
+                return Err(self.fail("write", &e));
+            }
+        }
+        self.len = self.len.max(end);
+        Ok(mapped)
+    }
+
+    /// The copy of a write that [`SpillFile::prepare_write`] left to do.
+    /// It fails only when the disk does (an I/O error while the map is
+    /// written), and then the file answers EIO from now on.
+    ///
+    /// # Errors
+    /// [`SpillError::Failed`].
+    pub fn finish_write(&mut self, off: u64, data: &[u8]) -> Result<(), SpillError> {
+        let end = off + data.len() as u64;
+        match self.map.as_mut() {
+            Some(map) if end <= map.len() as u64 => {
                 let (start, len) = (map.as_ptr() as usize, map.len());
                 if !sigbus::copy(&mut map[off as usize..end as usize], data, start, len) {
                     return Err(self.fail("write", &io::Error::from_raw_os_error(libc::EIO)));
                 }
                 self.drop_pages(off, end);
             }
-            None => {
+            _ => {
                 if let Err(e) = self.file.write_all_at(data, off) {
                     return Err(self.fail("write", &e));
                 }
             }
         }
-        self.len = self.len.max(end);
         Ok(())
     }
 

@@ -439,11 +439,14 @@ impl Filesystem for FuseFs {
         // for unprivileged writers instead of asking for
         // security.capability before every write.
         let kill = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
+        // Answered before the bytes are copied (the file stays locked until
+        // they are), so that the copy overlaps the kernel's next request.
         self.guarded("write", || {
-            match self.fs.write_killing(file_handle(ino, fh), offset, data, kill) {
-                Ok(n) => reply.written(n),
-                Err(e) => reply.error(errno(e)),
-            }
+            self.fs
+                .write_answering(file_handle(ino, fh), offset, data, kill, |r| match r {
+                    Ok(n) => reply.written(n),
+                    Err(e) => reply.error(errno(e)),
+                });
         });
     }
 
