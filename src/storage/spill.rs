@@ -1,5 +1,5 @@
-//! The spill tier: a file's bytes in an unlinked disk file, read and
-//! written through a memory map.
+//! The spill tier: a file's bytes in an unlinked disk file, read through a
+//! memory map and written with `pwrite` into blocks reserved beforehand.
 //!
 //! # Nothing left behind
 //! Spill files live in a private directory (mode 0700) that the mount
@@ -8,19 +8,18 @@
 //! it), so it never has a name: when the daemon exits, however it exits, the
 //! kernel frees the blocks.
 //!
-//! # No SIGBUS, ENOSPC before the answer
-//! A store into a shared map over a hole needs a disk block; on a full disk
-//! the kernel can only answer with SIGBUS. And a write is answered once it
-//! can no longer fail for want of space, before its bytes are copied
-//! ([`SpillFile::prepare_write`]). So every write first reserves its range
-//! with `fallocate`, which fails cleanly with ENOSPC, and the disk file's
-//! size is never below the logical size, so no access lands past its end.
-//! Reservations of a growing file come in steps proportional to its
+//! # ENOSPC before the answer, no SIGBUS
+//! A write is answered once it can no longer fail for want of space, and
+//! its bytes are copied after ([`SpillFile::prepare_write`]). So every
+//! write first reserves its range with `fallocate`, which fails cleanly
+//! with ENOSPC, and the disk file's size is never below the logical size,
+//! so no access through the map lands past its end. Reservations of a growing file come in steps proportional to its
 //! size (1 MiB to 64 MiB), so sequential writes rarely need the syscall.
 //!
 //! # Bounded memory
-//! Resident pages of a shared file map count towards the daemon's RSS. Each
-//! access drops the pages it touched with `MADV_DONTNEED` when it is done,
+//! Resident pages of a shared file map count towards the daemon's RSS.
+//! Writes do not map pages; each read drops the pages around the range it
+//! read (rounded out to 2 MiB) with `MADV_DONTNEED` when it is done,
 //! which leaves their contents in the page cache and the file: however much
 //! is spilled, and across however many files, the maps add at most the
 //! requests in flight to the daemon's RSS. The next access to those pages
@@ -67,6 +66,11 @@ const MAP_LIMIT: u64 = 1 << 44;
 const MIN_STEP: u64 = 1 << 20;
 const MAX_STEP: u64 = 64 << 20;
 const PAGE: u64 = 4096;
+/// What a read drops from the map is rounded out to this: a fault maps
+/// more than its page (fault-around, and whole large folios, which the
+/// page cache builds up to 2 MiB from `pwrite`s), and pages left mapped
+/// past a read's range would stay in the daemon's RSS.
+const DROP_ALIGN: u64 = 2 << 20;
 
 /// Why a spill operation failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -518,12 +522,13 @@ impl SpillFile {
         Ok(self.map.as_mut())
     }
 
-    /// Drops the map's pages in `[off, end)` from this process (they stay
-    /// in the page cache and the file).
+    /// Drops the map's pages around `[off, end)` (rounded out to
+    /// [`DROP_ALIGN`]) from this process (they stay in the page cache and
+    /// the file).
     fn drop_pages(&self, off: u64, end: u64) {
         if let Some(m) = &self.map {
-            let start = off / PAGE * PAGE;
-            let stop = end.div_ceil(PAGE) * PAGE;
+            let start = off / DROP_ALIGN * DROP_ALIGN;
+            let stop = end.div_ceil(DROP_ALIGN) * DROP_ALIGN;
             let stop = stop.min(m.len() as u64);
             if start < stop {
                 // SAFETY: a shared file mapping: dropping its pages loses
@@ -581,11 +586,10 @@ impl SpillFile {
     }
 
     /// The half of a write that can fail for want of space: reserves the
-    /// blocks, maps them and sets the new size, leaving the copy into the
-    /// map to [`SpillFile::finish_write`] (`Ok(true)`), which must follow
-    /// before anything else touches the file. Writes that do not go
-    /// through the map (passthrough, past the map's limit) are done here
-    /// whole (`Ok(false)`).
+    /// blocks, grows the map over them (for the reads to come) and sets the
+    /// new size, leaving the copy to [`SpillFile::finish_write`]
+    /// (`Ok(true)`), which must follow before anything else touches the
+    /// file. Writes in passthrough are done here whole (`Ok(false)`).
     ///
     /// # Errors
     /// [`SpillError::NoSpace`] with nothing changed; [`SpillError::Failed`].
@@ -600,37 +604,25 @@ impl SpillFile {
             return Ok(false);
         }
         self.reserve(off, end, budget)?;
-        let mapped = self.map_to(end)?.is_some();
-        if !mapped {
-            if let Err(e) = self.file.write_all_at(data, off) {
-                return Err(self.fail("write", &e));
-            }
-        }
+        self.map_to(end)?;
         self.len = self.len.max(end);
-        Ok(mapped)
+        Ok(true)
     }
 
-    /// The copy of a write that [`SpillFile::prepare_write`] left to do.
-    /// It fails only when the disk does (an I/O error while the map is
-    /// written), and then the file answers EIO from now on.
+    /// The copy of a write that [`SpillFile::prepare_write`] left to do:
+    /// `pwrite` into blocks already reserved, so it fails only when the
+    /// disk does, and the file then answers EIO from now on. (Not a copy
+    /// into the map: each page stored through a map costs a fault that
+    /// first zero-fills the page, then a `page_mkwrite`; a 1 GiB new file
+    /// spilled at the defaults went from 526 to 715 MiB/s, medians of 6
+    /// interleaved fio runs. The map shares the page cache, so its reads
+    /// see the bytes at once.)
     ///
     /// # Errors
     /// [`SpillError::Failed`].
     pub fn finish_write(&mut self, off: u64, data: &[u8]) -> Result<(), SpillError> {
-        let end = off + data.len() as u64;
-        match self.map.as_mut() {
-            Some(map) if end <= map.len() as u64 => {
-                let (start, len) = (map.as_ptr() as usize, map.len());
-                if !sigbus::copy(&mut map[off as usize..end as usize], data, start, len) {
-                    return Err(self.fail("write", &io::Error::from_raw_os_error(libc::EIO)));
-                }
-                self.drop_pages(off, end);
-            }
-            _ => {
-                if let Err(e) = self.file.write_all_at(data, off) {
-                    return Err(self.fail("write", &e));
-                }
-            }
+        if let Err(e) = self.file.write_all_at(data, off) {
+            return Err(self.fail("write", &e));
         }
         Ok(())
     }
