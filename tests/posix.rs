@@ -453,3 +453,23 @@ fn error_numbers(d: &Path) {
     assert_eq!(errno_of(check(r)), libc::EINVAL);
     f.set_len(0).unwrap();
 }
+
+#[test]
+fn regular_files_report_one_request_as_their_io_size() {
+    // st_blksize sizes the buffers of programs that ask (Python's open,
+    // coreutils): a request's worth, so that their writes come in 1 MiB
+    // requests rather than one round trip per 4 or 64 KiB.
+    let m = MountGuard::new("");
+    let f = m.join("f");
+    fs::write(&f, b"x").unwrap();
+    assert_eq!(fs::metadata(&f).unwrap().blksize(), 1 << 20);
+    assert_eq!(fs::metadata(m.path()).unwrap().blksize(), 4096);
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg("import sys; print(open(sys.argv[1], 'wb').raw._blksize)")
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1048576");
+}

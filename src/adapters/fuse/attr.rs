@@ -29,6 +29,12 @@ pub(crate) fn file_type(kind: Kind) -> FileType {
     }
 }
 
+/// The I/O size a regular file reports as `st_blksize`: one request's
+/// worth (`max_write`). Programs that size their buffers by it (Python's
+/// `open`, coreutils) then write in whole requests instead of 4 KiB or
+/// 64 KiB pieces, each a round trip; NFS reports its `wsize` the same way.
+pub(crate) const FILE_IO_SIZE: u32 = 1 << 20;
+
 pub(crate) fn file_attr(a: &Attr) -> FileAttr {
     FileAttr {
         ino: INodeNo(a.ino.0),
@@ -44,7 +50,7 @@ pub(crate) fn file_attr(a: &Attr) -> FileAttr {
         uid: a.uid,
         gid: a.gid,
         rdev: a.rdev,
-        blksize: BLOCK_SIZE,
+        blksize: if a.kind == Kind::File { FILE_IO_SIZE } else { BLOCK_SIZE },
         flags: 0,
     }
 }
