@@ -1470,6 +1470,21 @@ impl Fs {
         h.node.publish(&d);
     }
 
+    /// fsync. Nothing is made durable (the contents are meant to vanish),
+    /// but a write still being copied is waited for, and a spill disk's
+    /// I/O error that struck after a write was answered is reported here
+    /// (EIO), as a disk file system reports a writeback error.
+    ///
+    /// # Errors
+    /// EBADF, EIO.
+    pub fn fsync(&self, fh: HandleId) -> FsResult<()> {
+        let h = self.handle(fh)?;
+        match h.node.file() {
+            Some(file) if file.read().failed() => Err(FsError::Io),
+            _ => Ok(()),
+        }
+    }
+
     /// Lists directory entries after cookie `offset`, calling `add` for
     /// each until it returns `true` (buffer full). `.` and `..` come first.
     ///

@@ -215,6 +215,40 @@ fn a_write_is_answered_once_with_its_size_and_times_already_set() {
 }
 
 #[test]
+fn fsync_reports_a_failed_spill_file_and_bad_handles() {
+    let (parent, fs) = spilling_fs("size=16m,spool=64k");
+    let (_, small) = create(&fs, NodeId::ROOT, "small");
+    fs.write(small, 0, b"x").unwrap();
+    let (_, big) = create(&fs, NodeId::ROOT, "big");
+    fs.write(big, 0, &[1; 100_000]).unwrap();
+    assert_eq!(fs.stats().files_spilled, 1);
+    assert_eq!(fs.fsync(small), Ok(()));
+    assert_eq!(fs.fsync(big), Ok(()));
+    // A failing disk: the spill file cut short under its map (reached
+    // through this process's descriptor of it, which names the spill
+    // directory) makes the next read fail, and fsync says so.
+    let fd = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            std::fs::read_link(p).is_ok_and(|t| t.starts_with(parent.path()))
+                && std::fs::metadata(p).is_ok_and(|m| m.is_file())
+        })
+        .expect("a descriptor of the spill file");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(fd)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    assert_eq!(fs.read(big, 0, 4096), Err(FsError::Io));
+    assert_eq!(fs.fsync(big), Err(FsError::Io));
+    assert_eq!(fs.fsync(small), Ok(()));
+    fs.release(big).unwrap();
+    assert_eq!(fs.fsync(big), Err(FsError::BadHandle));
+}
+
+#[test]
 fn limits_answer_enospc_and_harm_nothing() {
     let fs = fs_with("size=1m,nr_inodes=4");
     let (ino, fh) = create(&fs, NodeId::ROOT, "keep");

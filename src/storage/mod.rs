@@ -91,6 +91,16 @@ impl FileData {
         }
     }
 
+    /// Whether the file's storage failed (an I/O error of its spill
+    /// file): it answers EIO from then on.
+    #[must_use]
+    pub fn failed(&self) -> bool {
+        match self {
+            Self::Ram(_) => false,
+            Self::Spill(f) => f.failed(),
+        }
+    }
+
     /// Logical size.
     #[must_use]
     pub fn len(&self) -> u64 {

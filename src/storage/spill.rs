@@ -795,5 +795,6 @@ mod tests {
         assert!(f.failed());
         assert_eq!(f.read_at(0, &mut back), Err(SpillError::Failed), "failures stick");
         assert_eq!(f.write_at(0, &data, &budget), Err(SpillError::Failed));
+        assert!(crate::storage::FileData::Spill(f).failed());
     }
 }
