@@ -4,8 +4,8 @@
 //! files are not meant to be durable), single-threaded.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -408,7 +408,9 @@ fn named_tempfiles(dir: &Path, n: u64) -> Result<Vec<Figure>> {
 
 /// What Python's SpooledTemporaryFile(max_size=1 MiB) does with 8 MiB:
 /// bytes gather in memory, roll over into an unnamed file in `dir` past
-/// 1 MiB, and are read back before the file is closed.
+/// 1 MiB, and are read back before the file is closed. Like Python's
+/// `open`, the file is buffered by its `st_blksize` (writes larger than
+/// the buffer go straight through).
 fn spooled_tempfiles(dir: &Path, n: u64) -> Result<Vec<Figure>> {
     const TOTAL: usize = 8 * MIB;
     const MAX_MEMORY: usize = MIB;
@@ -419,14 +421,19 @@ fn spooled_tempfiles(dir: &Path, n: u64) -> Result<Vec<Figure>> {
     for _ in 0..n {
         check_interrupt()?;
         let mut memory: Vec<u8> = Vec::new();
-        let mut file: Option<File> = None;
+        let mut file: Option<BufWriter<File>> = None;
         let mut written = 0;
         while written < TOTAL {
             match &mut file {
                 Some(f) => f.write_all(&piece)?,
                 None if memory.len() + piece.len() > MAX_MEMORY => {
-                    let mut f = tempfile::tempfile_in(dir)
+                    let f = tempfile::tempfile_in(dir)
                         .with_context(|| format!("cannot roll over into {}", dir.display()))?;
+                    let buffer = match f.metadata()?.blksize() {
+                        bs @ 2.. => usize::try_from(bs).unwrap_or(8192),
+                        _ => 8192,
+                    };
+                    let mut f = BufWriter::with_capacity(buffer, f);
                     f.write_all(&memory)?;
                     f.write_all(&piece)?;
                     file = Some(f);
@@ -435,7 +442,10 @@ fn spooled_tempfiles(dir: &Path, n: u64) -> Result<Vec<Figure>> {
             }
             written += piece.len();
         }
-        let mut f = file.context("the spooled file never rolled over")?;
+        let mut f = file
+            .context("the spooled file never rolled over")?
+            .into_inner()
+            .map_err(|e| e.into_error())?;
         f.seek(SeekFrom::Start(0))?;
         for _ in 0..TOTAL / piece.len() {
             f.read_exact(&mut back)?;
