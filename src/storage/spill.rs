@@ -13,8 +13,9 @@
 //! its bytes are copied after ([`SpillFile::prepare_write`]). So every
 //! write first reserves its range with `fallocate`, which fails cleanly
 //! with ENOSPC, and the disk file's size is never below the logical size,
-//! so no access through the map lands past its end. Reservations of a growing file come in steps proportional to its
-//! size (1 MiB to 64 MiB), so sequential writes rarely need the syscall.
+//! so no access through the map lands past its end. Reservations of a
+//! growing file come in steps proportional to its size (1 MiB to 64 MiB),
+//! so sequential writes rarely need the syscall.
 //!
 //! # Bounded memory
 //! Resident pages of a shared file map count towards the daemon's RSS.
