@@ -429,10 +429,9 @@ fn spooled_tempfiles(dir: &Path, n: u64) -> Result<Vec<Figure>> {
                 None if memory.len() + piece.len() > MAX_MEMORY => {
                     let f = tempfile::tempfile_in(dir)
                         .with_context(|| format!("cannot roll over into {}", dir.display()))?;
-                    let buffer = match f.metadata()?.blksize() {
-                        bs @ 2.. => usize::try_from(bs).unwrap_or(8192),
-                        _ => 8192,
-                    };
+                    // Python falls back to 8 KiB where st_blksize says nothing.
+                    let blksize = usize::try_from(f.metadata()?.blksize()).ok();
+                    let buffer = blksize.filter(|&b| b > 1).unwrap_or(8192);
                     let mut f = BufWriter::with_capacity(buffer, f);
                     f.write_all(&memory)?;
                     f.write_all(&piece)?;
