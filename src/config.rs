@@ -83,6 +83,12 @@ struct Given {
     spill_dir: Option<PathBuf>,
 }
 
+/// The `-o` options a user gives, as `tmpfsd mount --help` and the error for
+/// an unknown option list them. Also accepted, for fstab lines: `rw`,
+/// `nosuid`, `nodev` and `default_permissions`, which are always in force.
+pub const OPTIONS: &str = "size=, nr_inodes=, max_ram=, spool=, spill_dir=, delete_on_close, \
+expire=, writeback=on|off, busy_poll=US, passthrough=on|off, mode=, uid=, gid=, allow_other, nonempty";
+
 impl MountConfig {
     /// Parses a comma-separated `-o` list and settles the defaults.
     ///
@@ -249,7 +255,7 @@ impl MountConfig {
             "encrypt_spill" => return Err(ConfigError::new(opt, "is not implemented yet")),
             // Accepted for fstab compatibility: these are always in force.
             "rw" | "nosuid" | "nodev" | "default_permissions" => flag()?,
-            _ => return Err(ConfigError::new(opt, "unknown option")),
+            _ => return Err(ConfigError::new(opt, format!("unknown option (known: {OPTIONS})"))),
         }
         Ok(())
     }
@@ -447,6 +453,22 @@ mod tests {
         let err = MountConfig::parse("size=1m,spool=2m").unwrap_err();
         assert!(err.to_string().contains("above size="), "{err}");
         assert_eq!(MountConfig::parse("size=100k").unwrap().spool, 100 << 10);
+    }
+
+    #[test]
+    fn every_listed_option_is_known_and_an_unknown_one_gets_the_list() {
+        let names: Vec<&str> = OPTIONS.split(", ").map(|o| o.split('=').next().unwrap()).collect();
+        assert!(names.len() >= 15, "{names:?}");
+        for name in names {
+            // A value that may be wrong for the option: only "unknown" matters here.
+            for opt in [name.to_string(), format!("{name}=1")] {
+                if let Err(e) = MountConfig::parse(&opt) {
+                    assert!(!e.to_string().contains("unknown option"), "{opt}: {e}");
+                }
+            }
+        }
+        let e = MountConfig::parse("spoool=1m").unwrap_err().to_string();
+        assert!(e.contains("'spoool=1m': unknown option") && e.contains(OPTIONS), "{e}");
     }
 
     #[test]

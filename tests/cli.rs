@@ -54,6 +54,24 @@ fn mistakes_get_one_clear_line() {
 }
 
 #[test]
+fn mount_help_lists_every_option() {
+    for cmd in ["mount", "run", "bench"] {
+        let out = tmpfsd(&[cmd, "--help"]);
+        assert!(out.status.success(), "{cmd} --help");
+        let help = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let wanted = if cmd == "mount" {
+            tmpfsd::config::OPTIONS.to_string()
+        } else {
+            "as for `mount`".to_string()
+        };
+        assert!(help.contains(&wanted), "{cmd} --help does not show {wanted:?}: {help}");
+    }
+}
+
+#[test]
 fn already_mounted_is_refused() {
     let m = MountGuard::new("");
     fails_with_one_line(&["mount", m.path().to_str().unwrap()], "already a mount point");

@@ -5,6 +5,14 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// The help line of `mount -o`: every option the parser takes.
+fn mount_options_help() -> String {
+    format!(
+        "Comma-separated options: {} (see the README's \"Options\")",
+        tmpfsd::config::OPTIONS
+    )
+}
+
 /// A temporary file system that lives in RAM and spills to disk.
 #[derive(Debug, Parser)]
 #[command(name = "tmpfsd", version, about, propagate_version = true)]
@@ -23,9 +31,7 @@ pub(crate) enum Command {
     Mount {
         /// The (empty) directory to mount on.
         dir: PathBuf,
-        /// Comma-separated options: size=, nr_inodes=, mode=, uid=, gid=,
-        /// nonempty, allow_other.
-        #[arg(short = 'o', value_name = "OPTS")]
+        #[arg(short = 'o', value_name = "OPTS", help = mount_options_help())]
         options: Vec<String>,
         /// Stay in the foreground instead of detaching.
         #[arg(short, long)]
