@@ -1459,7 +1459,9 @@ impl Fs {
             self.budget.release_ram(freed);
         }
         drop(m);
-        answer(Ok(n));
+        // The copy follows even if the adapter's answer unwinds, so that
+        // the size just published never covers bytes that were not copied.
+        let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| answer(Ok(n))));
         if let Err(e) = d.finish_write(w, data, &self.budget) {
             // The spill file is poisoned and logged; reads answer EIO.
             tracing::debug!(ino = h.node.id.0, "write failed after it was answered: {e:?}");
@@ -1468,6 +1470,10 @@ impl Fs {
             self.after_ram_growth(&h.node, &mut d);
         }
         h.node.publish(&d);
+        drop(d);
+        if let Err(panic) = answered {
+            std::panic::resume_unwind(panic);
+        }
     }
 
     /// fsync. Nothing is made durable (the contents are meant to vanish),

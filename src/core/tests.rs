@@ -215,6 +215,25 @@ fn a_write_is_answered_once_with_its_size_and_times_already_set() {
 }
 
 #[test]
+fn an_answer_that_unwinds_still_leaves_the_bytes_written() {
+    for (opts, spilled) in [("size=1m", 0), ("size=1m,spool=64k", 1)] {
+        let (_parent, fs) = spilling_fs(opts);
+        let (ino, fh) = create(&fs, NodeId::ROOT, "f");
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            fs.write_answering(fh, 0, &[9; 100_000], false, |_| panic!("the adapter failed to answer"));
+        }));
+        assert!(r.is_err(), "{opts}: the panic reaches the caller");
+        assert_eq!(fs.stats().files_spilled, spilled, "{opts}");
+        // The size was published before the answer; the bytes are there.
+        assert_eq!(fs.getattr(ino).unwrap().size, 100_000, "{opts}");
+        let got = fs.read(fh, 0, 200_000).unwrap();
+        assert!(got.len() == 100_000 && got.iter().all(|&b| b == 9), "{opts}");
+        // And the file still takes writes (no lock left held).
+        assert_eq!(fs.write(fh, 100_000, b"next"), Ok(4), "{opts}");
+    }
+}
+
+#[test]
 fn fsync_reports_a_failed_spill_file_and_bad_handles() {
     let (parent, fs) = spilling_fs("size=16m,spool=64k");
     let (_, small) = create(&fs, NodeId::ROOT, "small");
