@@ -12,7 +12,7 @@
 //! runtime's, which reports stack overflows) or to the default action.
 
 use std::cell::Cell;
-use std::sync::atomic::{compiler_fence, AtomicI32, AtomicUsize, Ordering};
+use std::sync::atomic::{compiler_fence, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Once;
 
 const PAGE: usize = 4096;
@@ -32,6 +32,17 @@ static INSTALL: Once = Once::new();
 /// The SIGBUS action found at installation: its handler and flags.
 static PREVIOUS_HANDLER: AtomicUsize = AtomicUsize::new(libc::SIG_DFL);
 static PREVIOUS_FLAGS: AtomicI32 = AtomicI32::new(0);
+/// Pages the handler has replaced with zero pages, in any map.
+static FAULTS: AtomicU64 = AtomicU64::new(0);
+
+/// How many map pages faulted so far in this process. A replaced page
+/// stays a zero page for every thread that reads the map afterwards
+/// without faulting, so a map made before the count last moved may hold
+/// one: readers compare the count from the map's creation with the count
+/// before and after their copy, and read the file itself when it moved.
+pub(crate) fn faults() -> u64 {
+    FAULTS.load(Ordering::SeqCst)
+}
 
 /// Copies `src` into `dst`, one of which lies inside the file mapping of
 /// `map_len` bytes at address `map_start`. Returns `false` when an access
@@ -89,6 +100,10 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, context: *
     let (start, end) = GUARD.try_with(Cell::get).unwrap_or((0, 0));
     if addr >= start && addr < end {
         let page = addr & !(PAGE - 1);
+        // Counted before the zero page exists, so that no reader can copy
+        // it and still find the count unchanged (an atomic add is
+        // async-signal-safe).
+        FAULTS.fetch_add(1, Ordering::SeqCst);
         // SAFETY: replaces one page of a file mapping this thread is
         // copying through with a private zero page: the copy completes on
         // it, and the file is poisoned before anyone reads the result.

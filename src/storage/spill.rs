@@ -256,6 +256,9 @@ fn fallocate(file: &File, mode: i32, off: u64, len: u64) -> io::Result<()> {
 pub struct SpillFile {
     file: File,
     map: Option<MmapMut>,
+    /// [`sigbus::faults`] when `map` was made: while it is unchanged, no
+    /// page of the map can have been replaced with a zero page.
+    map_faults: u64,
     /// Logical size.
     len: u64,
     /// The disk file's size: never below `len`.
@@ -290,6 +293,7 @@ impl SpillFile {
         Ok(Self {
             file: dir.new_file()?,
             map: None,
+            map_faults: 0,
             len: 0,
             disk_len: 0,
             reserved: 0,
@@ -501,26 +505,28 @@ impl SpillFile {
         self.settle(budget)
     }
 
-    /// Makes sure the map covers `[0, end)` when `end` is within MAP_LIMIT.
-    fn map_to(&mut self, end: u64) -> Result<Option<&mut MmapMut>, SpillError> {
+    /// Makes the map cover `[0, end)` when `end` is within MAP_LIMIT. A map
+    /// only serves reads, so a failed mmap (no address space left) costs
+    /// nothing but speed: reads use pread until a later grow succeeds.
+    fn map_to(&mut self, end: u64) {
         if end > MAP_LIMIT {
-            return Ok(None);
+            return;
         }
         let have = self.map.as_ref().map_or(0, |m| m.len() as u64);
         if have < end {
             // Grow in large steps: remapping is a syscall and a TLB flush.
             let want = end.next_power_of_two().clamp(64 << 20, MAP_LIMIT);
             self.map = None;
+            self.map_faults = sigbus::faults();
             // SAFETY: the file is private to this process (nameless, in a
             // 0700 directory), so nobody else truncates it under the map;
             // offsets are only accessed below the disk size (kept >= the
             // logical size) and only after their blocks were reserved.
             match unsafe { MmapOptions::new().len(want as usize).map_mut(&self.file) } {
                 Ok(m) => self.map = Some(m),
-                Err(e) => return Err(self.fail("mmap", &e)),
+                Err(e) => tracing::debug!(error = %e, "cannot map a spill file; its reads use pread"),
             }
         }
-        Ok(self.map.as_mut())
     }
 
     /// Drops the map's pages around `[off, end)` (rounded out to
@@ -557,20 +563,23 @@ impl SpillFile {
         let n = usize::try_from((len - off).min(buf.len() as u64)).unwrap_or(buf.len());
         let end = off + n as u64;
         // In passthrough there is no map (the kernel grows the file under
-        // it): pread below.
-        match &self.map {
-            Some(map) if end <= map.len() as u64 => {
+        // it): pread below. So too once a page of any map faulted (see
+        // `sigbus::faults`): another reader's fault may have left a zero
+        // page here that this copy would take for the file's bytes.
+        if let Some(map) = &self.map {
+            if end <= map.len() as u64 && sigbus::faults() == self.map_faults {
                 let (start, len) = (map.as_ptr() as usize, map.len());
                 if !sigbus::copy(&mut buf[..n], &map[off as usize..end as usize], start, len) {
                     return Err(self.fail("read", &io::Error::from_raw_os_error(libc::EIO)));
                 }
                 self.drop_pages(off, end);
-            }
-            _ => {
-                if let Err(e) = self.file.read_exact_at(&mut buf[..n], off) {
-                    return Err(self.fail("read", &e));
+                if sigbus::faults() == self.map_faults {
+                    return Ok(n);
                 }
             }
+        }
+        if let Err(e) = self.file.read_exact_at(&mut buf[..n], off) {
+            return Err(self.fail("read", &e));
         }
         Ok(n)
     }
@@ -605,7 +614,7 @@ impl SpillFile {
             return Ok(false);
         }
         self.reserve(off, end, budget)?;
-        self.map_to(end)?;
+        self.map_to(end);
         self.len = self.len.max(end);
         Ok(true)
     }
@@ -797,5 +806,40 @@ mod tests {
         assert_eq!(f.read_at(0, &mut back), Err(SpillError::Failed), "failures stick");
         assert_eq!(f.write_at(0, &data, &budget), Err(SpillError::Failed));
         assert!(crate::storage::FileData::Spill(f).failed());
+    }
+
+    #[test]
+    fn a_zero_page_left_by_another_readers_fault_is_never_served() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = SpillDir::create(parent.path(), true).unwrap();
+        let budget = Budget::new(1 << 30, 1 << 30);
+        let mut f = SpillFile::create(&dir).unwrap();
+        let data = vec![7u8; 1 << 20];
+        f.write_at(0, &data, &budget).unwrap();
+        // Another reader's copy faults on a page cut away from under the
+        // map (a failing disk) and has not poisoned the file yet: that
+        // page is now a zero page in the shared map.
+        let cut = 1 << 19;
+        f.file.set_len(cut).unwrap();
+        let map = f.map.as_ref().unwrap();
+        let (start, len) = (map.as_ptr() as usize, map.len());
+        let mut scratch = vec![0u8; 4096];
+        let page = &map[cut as usize..cut as usize + 4096];
+        let faulted = !sigbus::copy(&mut scratch, page, start, len);
+        // (Reading `scratch` also keeps the copy from being optimised away.)
+        assert!(faulted && scratch.iter().all(|b| *b == 0), "the other reader faults");
+        assert!(!f.failed());
+        // This reader must not take that zero page for the file's bytes.
+        let mut back = vec![1u8; 4096];
+        assert_eq!(
+            f.read_at(cut, &mut back),
+            Err(SpillError::Failed),
+            "read {:?}",
+            &back[..8]
+        );
+        // Bytes below the cut are still the file's own, read without the map.
+        f.failed.store(false, Ordering::Relaxed);
+        assert_eq!(f.read_at(0, &mut back), Ok(4096));
+        assert!(back.iter().all(|b| *b == 7));
     }
 }
