@@ -788,14 +788,21 @@ impl SpillFile {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_spill_file_cut_short_under_its_map_answers_eio_from_then_on() {
+    /// A spill file holding `data`, with its directory and budget (kept
+    /// alive by the caller).
+    fn spilled(data: &[u8]) -> (tempfile::TempDir, SpillDir, Budget, SpillFile) {
         let parent = tempfile::tempdir().unwrap();
         let dir = SpillDir::create(parent.path(), true).unwrap();
         let budget = Budget::new(1 << 30, 1 << 30);
         let mut f = SpillFile::create(&dir).unwrap();
+        f.write_at(0, data, &budget).unwrap();
+        (parent, dir, budget, f)
+    }
+
+    #[test]
+    fn a_spill_file_cut_short_under_its_map_answers_eio_from_then_on() {
         let data = vec![3u8; 1 << 20];
-        f.write_at(0, &data, &budget).unwrap();
+        let (_parent, _dir, budget, mut f) = spilled(&data);
         let mut back = vec![0u8; 1 << 20];
         assert_eq!(f.read_at(0, &mut back), Ok(1 << 20));
         assert_eq!(back, data);
@@ -810,12 +817,7 @@ mod tests {
 
     #[test]
     fn a_zero_page_left_by_another_readers_fault_is_never_served() {
-        let parent = tempfile::tempdir().unwrap();
-        let dir = SpillDir::create(parent.path(), true).unwrap();
-        let budget = Budget::new(1 << 30, 1 << 30);
-        let mut f = SpillFile::create(&dir).unwrap();
-        let data = vec![7u8; 1 << 20];
-        f.write_at(0, &data, &budget).unwrap();
+        let (_parent, _dir, _budget, f) = spilled(&[7u8; 1 << 20]);
         // Another reader's copy faults on a page cut away from under the
         // map (a failing disk) and has not poisoned the file yet: that
         // page is now a zero page in the shared map.
