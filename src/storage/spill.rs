@@ -469,14 +469,15 @@ impl SpillFile {
             // A write past a hole: reserve just its pages.
             (off / PAGE * PAGE, end.div_ceil(PAGE) * PAGE)
         };
-        // Upper bound first, so that the limit is never passed; settled to
-        // the real allocation below.
+        // Upper bound first, so that the limit is never passed. It is held
+        // as part of the charge until `settle` trims it to the real
+        // allocation: given back any earlier, it would let writers of
+        // other files take the room this fallocate is using.
         if budget.reserve_bytes(to - from).is_err() {
             return Err(SpillError::NoSpace);
         }
-        let r = fallocate(&self.file, 0, from, to - from);
-        budget.release_bytes(to - from);
-        match r {
+        self.charged += to - from;
+        match fallocate(&self.file, 0, from, to - from) {
             Ok(()) => {}
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT | libc::EFBIG)) => {
                 // Nothing written yet; give back what a partial
@@ -496,7 +497,10 @@ impl SpillFile {
                     SpillError::NoSpace
                 });
             }
-            Err(e) => return Err(self.fail("fallocate", &e)),
+            Err(e) => {
+                let _ = self.settle(budget);
+                return Err(self.fail("fallocate", &e));
+            }
         }
         self.disk_len = self.disk_len.max(to);
         if off <= self.reserved {
