@@ -7,8 +7,9 @@
 //! that copy's map range on that thread, maps a private zero page over the
 //! failing page so the copy can finish, and marks the copy failed. The
 //! caller then poisons the file (EIO from then on) and discards what was
-//! copied, so no request is ever answered with half-correct data. A SIGBUS
-//! anywhere else goes on to the handler that was installed before (the Rust
+//! copied, so no request is ever answered with half-correct data; the zero
+//! page stays in the map, so other readers check [`faults`] and read the
+//! file itself once it has moved. A SIGBUS anywhere else goes on to the handler that was installed before (the Rust
 //! runtime's, which reports stack overflows) or to the default action.
 
 use std::cell::Cell;
@@ -106,7 +107,8 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, context: *
         FAULTS.fetch_add(1, Ordering::SeqCst);
         // SAFETY: replaces one page of a file mapping this thread is
         // copying through with a private zero page: the copy completes on
-        // it, and the file is poisoned before anyone reads the result.
+        // it, and its caller poisons the file and discards the result;
+        // other readers of the map see FAULTS move and read the file.
         let p = unsafe {
             libc::mmap(
                 page as *mut libc::c_void,
