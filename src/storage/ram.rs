@@ -230,9 +230,13 @@ impl RamFile {
         if off >= end {
             return;
         }
-        let mut spans = Vec::new();
-        self.for_each_span(off, end, |idx, from, to| spans.push((idx, from, to)));
-        for (idx, from, to) in spans {
+        // Only the chunks that exist: a hole punched across a sparse file
+        // of exabytes costs what the file holds, not what it spans.
+        let (first, last) = (off / CHUNK, (end - 1) / CHUNK);
+        let held: Vec<u64> = self.chunks.range(first..=last).map(|(idx, _)| *idx).collect();
+        for idx in held {
+            let from = if idx == first { (off % CHUNK) as usize } else { 0 };
+            let to = ((end - idx * CHUNK).min(CHUNK)) as usize;
             let Some(chunk) = self.chunks.get_mut(&idx) else {
                 continue;
             };
@@ -256,12 +260,22 @@ impl RamFile {
     /// [`NoSpace`] when the budget cannot cover it; nothing changed then.
     pub fn allocate(&mut self, off: u64, len: u64, keep_size: bool, budget: &Budget) -> Result<(), NoSpace> {
         let end = off.saturating_add(len);
-        let mut extra = 0u64;
-        self.for_each_span(off, end, |idx, _, to| {
-            let cap = self.chunks.get(&idx).map_or(0, Vec::capacity);
-            extra += (to.max(cap) - cap) as u64;
-        });
-        budget.reserve_ram(extra)?;
+        if off >= end {
+            return Ok(());
+        }
+        // What the range needs (each chunk it touches filled from its
+        // start) less what the chunks there already hold, counted over the
+        // chunks that exist: the walk below runs only once the budget has
+        // agreed, so its length is bounded by `size=`.
+        let (first, last) = (off / CHUNK, (end - 1) / CHUNK);
+        let need_in = |idx: u64| (end - idx * CHUNK).min(CHUNK);
+        let needed = (last - first) * CHUNK + need_in(last);
+        let held: u64 = self
+            .chunks
+            .range(first..=last)
+            .map(|(idx, c)| (c.capacity() as u64).min(need_in(*idx)))
+            .sum();
+        budget.reserve_ram(needed - held)?;
         let mut spans = Vec::new();
         self.for_each_span(off, end, |idx, _, to| spans.push((idx, to)));
         for (idx, to) in spans {
@@ -424,6 +438,30 @@ mod tests {
         assert!(v[10 + 2 * CHUNK_SIZE..].iter().all(|x| *x == 7));
         assert_eq!(f.len(), 3 * CHUNK);
         assert_eq!(b.bytes(), f.allocated());
+    }
+
+    #[test]
+    fn holes_across_exabytes_cost_what_the_file_holds() {
+        let b = Budget::new(1 << 30, 1 << 30);
+        let mut f = RamFile::new();
+        f.set_len(1 << 62, &b);
+        f.write_at(5, b"near", &b).unwrap();
+        f.write_at(1 << 40, b"far", &b).unwrap();
+        // Would walk 2^46 chunk spans (and collect them) before.
+        f.punch_hole(0, 1 << 62, &b);
+        assert_eq!(f.allocated(), 0);
+        assert_eq!(b.bytes(), 0);
+        assert_eq!(f.len(), 1 << 62);
+        let mut buf = [1u8; 8];
+        assert_eq!(f.read_at(1 << 40, &mut buf), 8);
+        assert_eq!(buf, [0; 8]);
+        // An allocation that size= cannot hold is refused at once.
+        assert_eq!(f.allocate(0, 1 << 62, true, &b), Err(NoSpace));
+        assert_eq!(f.allocated(), 0);
+        f.write_at(0, &[3; 100], &b).unwrap();
+        f.allocate(0, 3 * CHUNK, true, &b).unwrap();
+        assert_eq!(b.bytes(), f.allocated());
+        assert!(f.allocated() >= 3 * CHUNK);
     }
 
     #[test]
