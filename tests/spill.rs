@@ -4,7 +4,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -156,6 +156,46 @@ fn a_full_spill_disk_gives_that_writer_enospc_and_harms_nothing_else() {
     fs::write(m.join("again"), &chunk).unwrap();
     assert_eq!(fs::read(m.join("again")).unwrap(), chunk);
     assert!(m.unmount().success());
+}
+
+#[test]
+fn enospc_on_a_spilled_file_never_zeroes_what_it_held() {
+    let disk = LoopFs::new(48);
+    let mut m = MountGuard::new(&format!("size=1g,spool=64k,spill_dir={}", disk.path().display()));
+    let path = m.join("f");
+    let mut head = vec![0u8; 3 << 20];
+    fill(0, &mut head);
+    fs::write(&path, &head).unwrap();
+    // A block past the end of what the file reserved so far.
+    let far = (3 << 20) + (512 << 10);
+    let mut block = vec![0u8; 4096];
+    fill(far, &mut block);
+    let f = OpenOptions::new().read(true).write(true).open(&path).unwrap();
+    f.write_all_at(&block, far).unwrap();
+    // The spill disk full to its last block, by someone else.
+    let hog_path = disk.path().join("hog");
+    let mut hog = File::create(&hog_path).unwrap();
+    let page = vec![1u8; 4096];
+    while hog.write_all(&page).is_ok() {}
+    drop(hog);
+    // Appending at 3 MiB asks for blocks around the far one; the disk
+    // has none, and the far block must survive the refusal.
+    let err = f.write_all_at(&[9u8; 4096], 3 << 20).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+    // Read past the kernel's page cache: the daemon's bytes.
+    let direct = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(&path)
+        .unwrap();
+    let mut got = vec![0u8; 4096];
+    direct.read_exact_at(&mut got, far).unwrap();
+    check(far, &got);
+    let mut got = vec![0u8; 3 << 20];
+    direct.read_exact_at(&mut got, 0).unwrap();
+    check(0, &got);
+    fs::remove_file(&hog_path).unwrap();
+    assert!(m.daemon_alive());
 }
 
 const MARKER: &[u8] = b"tmpfsd-kill9-marker-2f1c9a";

@@ -456,19 +456,48 @@ impl SpillFile {
     }
 
     /// Reserves disk blocks for `[off, end)` (and grows the disk file to
-    /// cover it), charging the budget first.
+    /// cover it), charging the budget first. A file growing at its end
+    /// reserves in proportional steps; when the budget or the disk cannot
+    /// take a step, the write's own pages are tried before ENOSPC.
     fn reserve(&mut self, off: u64, end: u64, budget: &Budget) -> Result<(), SpillError> {
         if end <= self.reserved {
             return Ok(());
         }
-        let (from, to) = if off <= self.reserved {
-            // Growing the reserved prefix: in proportional steps.
-            let step = (end / 4).clamp(MIN_STEP, MAX_STEP);
-            (self.reserved, end.div_ceil(step) * step)
+        let prefix = off <= self.reserved;
+        let pages = (
+            if prefix { self.reserved } else { off / PAGE * PAGE },
+            end.div_ceil(PAGE) * PAGE,
+        );
+        let step = (end / 4).clamp(MIN_STEP, MAX_STEP);
+        let stepped = (self.reserved, end.div_ceil(step) * step);
+        let tries = if prefix && stepped != pages {
+            [Some(stepped), Some(pages)]
         } else {
-            // A write past a hole: reserve just its pages.
-            (off / PAGE * PAGE, end.div_ceil(PAGE) * PAGE)
+            [Some(pages), None]
         };
+        let mut result = Err(SpillError::NoSpace);
+        for (from, to) in tries.into_iter().flatten() {
+            result = self.reserve_range(from, to, true, budget);
+            if result.is_ok() {
+                if prefix {
+                    self.reserved = to;
+                }
+                break;
+            }
+            if result != Err(SpillError::NoSpace) {
+                break;
+            }
+        }
+        result?;
+        self.settle(budget)
+    }
+
+    /// Allocates `[from, to)` on disk and, with `grow`, makes the disk file
+    /// at least `to` long. The blocks are allocated with KEEP_SIZE and the size set after,
+    /// so a failed fallocate changes neither the size nor a byte: what a
+    /// partial allocation took stays (inside the range this file writes
+    /// next) and is charged as it is.
+    fn reserve_range(&mut self, from: u64, to: u64, grow: bool, budget: &Budget) -> Result<(), SpillError> {
         // Upper bound first, so that the limit is never passed. It is held
         // as part of the charge until `settle` trims it to the real
         // allocation: given back any earlier, it would let writers of
@@ -477,36 +506,22 @@ impl SpillFile {
             return Err(SpillError::NoSpace);
         }
         self.charged += to - from;
-        match fallocate(&self.file, 0, from, to - from) {
-            Ok(()) => {}
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT | libc::EFBIG)) => {
-                // Nothing written yet; give back what a partial
-                // reservation may have taken.
-                let too_big = e.raw_os_error() == Some(libc::EFBIG);
-                if !too_big {
-                    let punch = libc::FALLOC_FL_KEEP_SIZE | libc::FALLOC_FL_PUNCH_HOLE;
-                    let _ = fallocate(&self.file, punch, from, to - from);
-                }
-                if self.disk_len < to {
-                    let _ = self.file.set_len(self.disk_len);
-                }
-                self.settle(budget)?;
-                return Err(if too_big {
-                    SpillError::TooBig
-                } else {
-                    SpillError::NoSpace
-                });
-            }
-            Err(e) => {
+        if let Err(e) = fallocate(&self.file, libc::FALLOC_FL_KEEP_SIZE, from, to - from) {
+            let _ = self.settle(budget);
+            return Err(match e.raw_os_error() {
+                Some(libc::ENOSPC | libc::EDQUOT) => SpillError::NoSpace,
+                Some(libc::EFBIG) => SpillError::TooBig,
+                _ => self.fail("fallocate", &e),
+            });
+        }
+        if grow && self.disk_len < to {
+            if let Err(e) = self.file.set_len(to) {
                 let _ = self.settle(budget);
-                return Err(self.fail("fallocate", &e));
+                return Err(self.fail("ftruncate", &e));
             }
+            self.disk_len = to;
         }
-        self.disk_len = self.disk_len.max(to);
-        if off <= self.reserved {
-            self.reserved = to;
-        }
-        self.settle(budget)
+        Ok(())
     }
 
     /// Makes the map cover `[0, end)` when `end` is within MAP_LIMIT. A map
@@ -720,28 +735,15 @@ impl SpillFile {
     pub fn allocate(&mut self, off: u64, len: u64, keep_size: bool, budget: &Budget) -> Result<(), SpillError> {
         self.check()?;
         let end = off.saturating_add(len);
-        if budget.reserve_bytes(len).is_err() {
-            return Err(SpillError::NoSpace);
-        }
-        // In passthrough the disk file's size is the file's: KEEP_SIZE
-        // must reach the disk file as such.
-        let mode = if keep_size && self.passthrough > 0 {
-            libc::FALLOC_FL_KEEP_SIZE
-        } else {
-            0
-        };
-        let r = fallocate(&self.file, mode, off, len);
-        budget.release_bytes(len);
-        match r {
-            Ok(()) => {}
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) => return Err(SpillError::NoSpace),
-            Err(e) if e.raw_os_error() == Some(libc::EFBIG) => return Err(SpillError::TooBig),
-            Err(e) => return Err(self.fail("fallocate", &e)),
-        }
         if self.passthrough > 0 {
+            // The kernel writes the disk file too: take its size first, so
+            // that the size is only ever grown below. KEEP_SIZE must reach
+            // the disk file as such, since its size is the file's.
+            self.sync(budget)?;
+            self.reserve_range(off, end, !keep_size, budget)?;
             return self.sync(budget);
         }
-        self.disk_len = self.disk_len.max(end);
+        self.reserve_range(off, end, true, budget)?;
         if !keep_size {
             self.len = self.len.max(end);
         }
@@ -817,6 +819,33 @@ mod tests {
         assert_eq!(f.read_at(0, &mut back), Err(SpillError::Failed), "failures stick");
         assert_eq!(f.write_at(0, &data, &budget), Err(SpillError::Failed));
         assert!(crate::storage::FileData::Spill(f).failed());
+    }
+
+    #[test]
+    fn an_append_that_fits_is_not_refused_for_its_reservation_step() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = SpillDir::create(parent.path(), true).unwrap();
+        // Room for 2.5 MiB: the first 2 MiB take their own step exactly.
+        let budget = Budget::new((5 << 20) / 2, 1 << 30);
+        let mut f = SpillFile::create(&dir).unwrap();
+        f.write_at(0, &[1u8; 2 << 20], &budget).unwrap();
+        // Appending 4 KiB would reserve a 1 MiB step, which does not fit;
+        // the write's own page does.
+        assert_eq!(f.write_at(2 << 20, &[2u8; 4096], &budget), Ok(()));
+        let mut back = vec![0u8; 4096];
+        assert_eq!(f.read_at(2 << 20, &mut back), Ok(4096));
+        assert!(back.iter().all(|b| *b == 2));
+        assert_eq!(budget.bytes(), f.allocated());
+        // Past what the budget holds: refused, and nothing changed.
+        let len = f.len();
+        assert_eq!(f.write_at(len, &vec![3u8; 1 << 20], &budget), Err(SpillError::NoSpace));
+        assert_eq!(f.len(), len);
+        assert_eq!(budget.bytes(), f.allocated());
+        assert!(
+            budget.bytes_high_water() <= (5 << 20) / 2,
+            "{}",
+            budget.bytes_high_water()
+        );
     }
 
     #[test]
