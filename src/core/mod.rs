@@ -276,6 +276,10 @@ pub struct Stats {
     pub spills: u64,
     /// Moves back from the spill tier to RAM.
     pub returns: u64,
+    /// Spills that failed (no room on the spill disk or under `size=`, or
+    /// a disk error); the file stayed in RAM.
+    #[serde(default)]
+    pub spill_failures: u64,
     /// Byte limit (`u64::MAX` when unlimited).
     pub byte_limit: u64,
     /// Highest byte use seen.
@@ -423,6 +427,7 @@ impl Fs {
             spilled: AtomicBool::new(false),
             name_hint: parking_lot::Mutex::new(None),
             touched: AtomicU64::new(tiering::now_secs()),
+            spill_retry_at: AtomicU64::new(0),
             passthrough_opens: AtomicU64::new(0),
         };
         // The root always counts as one inode, even past a tiny limit.
@@ -766,6 +771,7 @@ impl Fs {
             spilled: AtomicBool::new(false),
             name_hint: parking_lot::Mutex::new(Some((parent, Arc::from(name)))),
             touched: AtomicU64::new(tiering::now_secs()),
+            spill_retry_at: AtomicU64::new(0),
             passthrough_opens: AtomicU64::new(0),
         });
         self.nodes.insert(id, Arc::clone(&node));
@@ -1637,6 +1643,7 @@ impl Fs {
             files_spilled,
             spills: self.tiers.spills.load(Ordering::Relaxed),
             returns: self.tiers.returns.load(Ordering::Relaxed),
+            spill_failures: self.tiers.spill_failures.load(Ordering::Relaxed),
             byte_limit: self.budget.byte_limit(),
             bytes_high_water: self.budget.bytes_high_water(),
             inodes: self.budget.inodes(),

@@ -161,6 +161,9 @@ pub(crate) struct Node {
     /// Seconds since the epoch of the last open, read, write or change:
     /// how cold the node is, and when `expire=` may remove it.
     pub(crate) touched: AtomicU64,
+    /// Files only: seconds since the epoch before which a failed spill is
+    /// not tried again (0: no failure pending).
+    pub(crate) spill_retry_at: AtomicU64,
     /// Files only: open handles the kernel serves by passthrough (changed
     /// under the data lock). While non-zero the kernel writes the spill
     /// file itself, so size and times are read from it.

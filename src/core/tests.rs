@@ -234,6 +234,26 @@ fn an_answer_that_unwinds_still_leaves_the_bytes_written() {
 }
 
 #[test]
+fn a_failed_spill_is_not_tried_again_at_every_write() {
+    // Past spool=256k the file would spill, but its disk copy needs room
+    // that size=400k does not have: the file stays in RAM.
+    let (_parent, fs) = spilling_fs("size=400k,spool=256k");
+    let (_, fh) = create(&fs, NodeId::ROOT, "f");
+    let mut off = 0;
+    for _ in 0..84 {
+        fs.write(fh, off, &[1; 4096]).unwrap();
+        off += 4096;
+    }
+    let s = fs.stats();
+    assert_eq!((s.files_spilled, s.spill_failures), (0, 1), "{s:?}");
+    // Once the retry time has passed, the next write tries again.
+    std::thread::sleep(Duration::from_millis(1000 * tiering::SPILL_RETRY_SECS + 100));
+    fs.write(fh, off, &[2; 4096]).unwrap();
+    assert_eq!(fs.stats().spill_failures, 2);
+    assert_eq!(fs.read(fh, 0, 4096).unwrap(), vec![1; 4096]);
+}
+
+#[test]
 fn fsync_reports_a_failed_spill_file_and_bad_handles() {
     let (parent, fs) = spilling_fs("size=16m,spool=64k");
     let (_, small) = create(&fs, NodeId::ROOT, "small");

@@ -55,6 +55,7 @@ pub(crate) struct Tiers {
     pub(crate) expire: Option<Duration>,
     pub(crate) spills: AtomicU64,
     pub(crate) returns: AtomicU64,
+    pub(crate) spill_failures: AtomicU64,
     wake: Mutex<bool>,
     cond: Condvar,
     shutdown: AtomicBool,
@@ -76,6 +77,7 @@ impl Tiers {
             expire,
             spills: AtomicU64::new(0),
             returns: AtomicU64::new(0),
+            spill_failures: AtomicU64::new(0),
             wake: Mutex::new(false),
             cond: Condvar::new(),
             shutdown: AtomicBool::new(false),
@@ -99,6 +101,10 @@ impl Tiers {
 }
 
 /// Seconds since the epoch, for "last touched" stamps.
+/// Seconds before a file whose spill failed is tried again (rounded up to
+/// the next whole second of the clock).
+pub(crate) const SPILL_RETRY_SECS: u64 = 2;
+
 pub(crate) fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
@@ -212,20 +218,31 @@ impl Fs {
         }
     }
 
-    /// Spills a file whose data lock the caller holds.
+    /// Spills a file whose data lock the caller holds. After a failed
+    /// spill the file is not tried again for [`SPILL_RETRY_SECS`]: each try
+    /// copies up to the whole file before it fails, and a file over the
+    /// threshold would otherwise try at every write.
     fn spill_locked(&self, node: &Node, data: &mut FileData) -> bool {
         let Some(dir) = &self.tiers.dir else { return false };
+        let now = now_secs();
+        if node.spill_retry_at.load(Ordering::Relaxed) > now {
+            return false;
+        }
         match data.spill(dir, &self.budget) {
             Ok(()) => {
                 self.tiers.spills.fetch_add(1, Ordering::Relaxed);
+                node.spill_retry_at.store(0, Ordering::Relaxed);
                 node.publish(data);
                 true
             }
-            Err(StorageError::NoSpace) => {
-                tracing::debug!(ino = node.id.0, "no room to spill; the file stays in RAM");
+            Err(e) => {
+                self.tiers.spill_failures.fetch_add(1, Ordering::Relaxed);
+                node.spill_retry_at.store(now + SPILL_RETRY_SECS, Ordering::Relaxed);
+                if e == StorageError::NoSpace {
+                    tracing::debug!(ino = node.id.0, "no room to spill; the file stays in RAM");
+                }
                 false
             }
-            Err(StorageError::Io | StorageError::TooBig) => false,
         }
     }
 
