@@ -100,11 +100,11 @@ impl Tiers {
     }
 }
 
-/// Seconds since the epoch, for "last touched" stamps.
 /// Seconds before a file whose spill failed is tried again (rounded up to
 /// the next whole second of the clock).
 pub(crate) const SPILL_RETRY_SECS: u64 = 2;
 
+/// Seconds since the epoch, for "last touched" stamps.
 pub(crate) fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

@@ -464,39 +464,33 @@ impl SpillFile {
             return Ok(());
         }
         let prefix = off <= self.reserved;
-        let pages = (
-            if prefix { self.reserved } else { off / PAGE * PAGE },
-            end.div_ceil(PAGE) * PAGE,
-        );
+        let page_start = if prefix { self.reserved } else { off / PAGE * PAGE };
+        let page_end = end.div_ceil(PAGE) * PAGE;
         let step = (end / 4).clamp(MIN_STEP, MAX_STEP);
-        let stepped = (self.reserved, end.div_ceil(step) * step);
-        let tries = if prefix && stepped != pages {
-            [Some(stepped), Some(pages)]
-        } else {
-            [Some(pages), None]
-        };
-        let mut result = Err(SpillError::NoSpace);
-        for (from, to) in tries.into_iter().flatten() {
-            result = self.reserve_range(from, to, true, budget);
-            if result.is_ok() {
-                if prefix {
-                    self.reserved = to;
-                }
-                break;
-            }
-            if result != Err(SpillError::NoSpace) {
-                break;
-            }
+        let step_end = end.div_ceil(step) * step;
+        let mut reserved = Err(SpillError::NoSpace);
+        if prefix && step_end != page_end {
+            reserved = self
+                .reserve_range(page_start, step_end, true, budget)
+                .map(|()| step_end);
         }
-        result?;
+        if reserved == Err(SpillError::NoSpace) {
+            reserved = self
+                .reserve_range(page_start, page_end, true, budget)
+                .map(|()| page_end);
+        }
+        let to = reserved?;
+        if prefix {
+            self.reserved = to;
+        }
         self.settle(budget)
     }
 
     /// Allocates `[from, to)` on disk and, with `grow`, makes the disk file
-    /// at least `to` long. The blocks are allocated with KEEP_SIZE and the size set after,
-    /// so a failed fallocate changes neither the size nor a byte: what a
-    /// partial allocation took stays (inside the range this file writes
-    /// next) and is charged as it is.
+    /// at least `to` long. The blocks are allocated with KEEP_SIZE and the
+    /// size set after, so a failed fallocate changes neither the size nor a
+    /// byte: what a partial allocation took stays (inside the range this
+    /// file writes next) and is charged as it is.
     fn reserve_range(&mut self, from: u64, to: u64, grow: bool, budget: &Budget) -> Result<(), SpillError> {
         // Upper bound first, so that the limit is never passed. It is held
         // as part of the charge until `settle` trims it to the real
