@@ -68,6 +68,13 @@ fn prefault(spare: &mut [std::mem::MaybeUninit<u8>]) {
     let _ = spare;
 }
 
+/// Where `[off, end)` falls within chunk `idx`: `(start, end)` in the
+/// chunk, for a chunk the range touches.
+fn span(idx: u64, off: u64, end: u64) -> (usize, usize) {
+    let base = idx * CHUNK;
+    ((off.max(base) - base) as usize, ((end - base).min(CHUNK)) as usize)
+}
+
 impl RamFile {
     /// An empty file.
     #[must_use]
@@ -196,8 +203,7 @@ impl RamFile {
         let mut pos = off;
         while pos < end {
             let idx = pos / CHUNK;
-            let from = (pos % CHUNK) as usize;
-            let to = ((end - idx * CHUNK).min(CHUNK)) as usize;
+            let (from, to) = span(idx, pos, end);
             f(idx, from, to);
             pos = idx * CHUNK + to as u64;
         }
@@ -235,8 +241,7 @@ impl RamFile {
         let (first, last) = (off / CHUNK, (end - 1) / CHUNK);
         let held: Vec<u64> = self.chunks.range(first..=last).map(|(idx, _)| *idx).collect();
         for idx in held {
-            let from = if idx == first { (off % CHUNK) as usize } else { 0 };
-            let to = ((end - idx * CHUNK).min(CHUNK)) as usize;
+            let (from, to) = span(idx, off, end);
             let Some(chunk) = self.chunks.get_mut(&idx) else {
                 continue;
             };
@@ -268,7 +273,7 @@ impl RamFile {
         // chunks that exist: the walk below runs only once the budget has
         // agreed, so its length is bounded by `size=`.
         let (first, last) = (off / CHUNK, (end - 1) / CHUNK);
-        let need_in = |idx: u64| (end - idx * CHUNK).min(CHUNK);
+        let need_in = |idx: u64| span(idx, off, end).1 as u64;
         let needed = (last - first) * CHUNK + need_in(last);
         let held: u64 = self
             .chunks
