@@ -1,18 +1,21 @@
 //! A file's bytes, and the budget that bounds them.
 //!
 //! [`FileData`] is the one interface the core uses for file contents. It is
-//! an explicit tier state, [`FileData::Ram`] or [`FileData::Spill`], behind
-//! the same methods; nothing outside `storage` sees a chunk or a map. Moving
-//! between tiers ([`FileData::spill`], [`FileData::unspill`]) copies the
-//! bytes while the caller holds the file's data lock, so readers and writers
-//! of that file see the same contents before, during and after the move.
+//! an explicit tier state, [`FileData::Ram`], [`FileData::Spill`] or
+//! [`FileData::Packed`], behind the same methods; nothing outside `storage`
+//! sees a chunk, a map or a slot. Moving between tiers ([`FileData::spill`],
+//! [`FileData::pack`], [`FileData::unspill`]) copies the bytes while the
+//! caller holds the file's data lock, so readers and writers of that file
+//! see the same contents before, during and after the move.
 
 pub mod budget;
+pub mod pack;
 pub mod ram;
 mod sigbus;
 pub mod spill;
 
 use budget::{Budget, NoSpace};
+use pack::{PackedFile, SLOT};
 use ram::{RamFile, CHUNK_SIZE};
 use spill::{SpillDir, SpillError, SpillFile};
 
@@ -24,6 +27,9 @@ pub enum Tier {
     Ram,
     /// An unlinked disk file, through a memory map.
     Spill,
+    /// A slot of a shared disk file: a small file spilled under memory
+    /// pressure (see [`pack`]).
+    Packed,
 }
 
 /// Why a storage operation failed.
@@ -73,6 +79,8 @@ pub enum FileData {
     Ram(RamFile),
     /// Held in a spill file.
     Spill(SpillFile),
+    /// Held in a slot of a pack file.
+    Packed(PackedFile),
 }
 
 impl Default for FileData {
@@ -88,6 +96,7 @@ impl FileData {
         match self {
             Self::Ram(_) => Tier::Ram,
             Self::Spill(_) => Tier::Spill,
+            Self::Packed(_) => Tier::Packed,
         }
     }
 
@@ -98,6 +107,7 @@ impl FileData {
         match self {
             Self::Ram(_) => false,
             Self::Spill(f) => f.failed(),
+            Self::Packed(f) => f.failed(),
         }
     }
 
@@ -107,6 +117,7 @@ impl FileData {
         match self {
             Self::Ram(f) => f.len(),
             Self::Spill(f) => f.len(),
+            Self::Packed(f) => f.len(),
         }
     }
 
@@ -122,6 +133,7 @@ impl FileData {
         match self {
             Self::Ram(f) => f.allocated(),
             Self::Spill(f) => f.allocated(),
+            Self::Packed(f) => f.allocated(),
         }
     }
 
@@ -133,6 +145,7 @@ impl FileData {
         match self {
             Self::Ram(f) => Ok(f.read_at(off, buf)),
             Self::Spill(f) => Ok(f.read_at(off, buf)?),
+            Self::Packed(f) => Ok(f.read_at(off, buf)?),
         }
     }
 
@@ -141,9 +154,11 @@ impl FileData {
     /// # Errors
     /// [`StorageError::NoSpace`] with nothing changed, or [`StorageError::Io`].
     pub fn write_at(&mut self, off: u64, data: &[u8], budget: &Budget) -> StorageResult<()> {
+        self.unpack_unless_fits(off, off.saturating_add(data.len() as u64), budget)?;
         match self {
             Self::Ram(f) => Ok(f.write_at(off, data, budget)?),
             Self::Spill(f) => Ok(f.write_at(off, data, budget)?),
+            Self::Packed(f) => Ok(f.write_at(off, data, budget)?),
         }
     }
 
@@ -156,12 +171,18 @@ impl FileData {
     /// # Errors
     /// [`StorageError::NoSpace`] with nothing changed, or [`StorageError::Io`].
     pub fn prepare_write(&mut self, off: u64, data: &[u8], budget: &Budget) -> StorageResult<PreparedWrite> {
+        self.unpack_unless_fits(off, off.saturating_add(data.len() as u64), budget)?;
         let copy = match self {
             Self::Ram(f) => {
                 f.prepare_write(off, data.len(), budget)?;
                 !data.is_empty()
             }
             Self::Spill(f) => f.prepare_write(off, data, budget)?,
+            // Small: copied now, so that an error reaches this write.
+            Self::Packed(f) => {
+                f.write_at(off, data, budget)?;
+                false
+            }
         };
         Ok(PreparedWrite {
             off,
@@ -184,6 +205,7 @@ impl FileData {
         match self {
             Self::Ram(f) => f.finish_write(w.off, data, budget),
             Self::Spill(f) => f.finish_write(w.off, data)?,
+            Self::Packed(_) => {}
         }
         Ok(())
     }
@@ -193,12 +215,14 @@ impl FileData {
     /// # Errors
     /// [`StorageError::Io`] for a failed spill file.
     pub fn set_len(&mut self, len: u64, budget: &Budget) -> StorageResult<()> {
+        self.unpack_unless_fits(0, len, budget)?;
         match self {
             Self::Ram(f) => {
                 f.set_len(len, budget);
                 Ok(())
             }
             Self::Spill(f) => Ok(f.set_len(len, budget)?),
+            Self::Packed(f) => Ok(f.set_len(len, budget)?),
         }
     }
 
@@ -207,9 +231,11 @@ impl FileData {
     /// # Errors
     /// [`StorageError::NoSpace`] with nothing changed, or [`StorageError::Io`].
     pub fn allocate(&mut self, off: u64, len: u64, keep_size: bool, budget: &Budget) -> StorageResult<()> {
+        self.unpack_unless_fits(off, off.saturating_add(len), budget)?;
         match self {
             Self::Ram(f) => Ok(f.allocate(off, len, keep_size, budget)?),
             Self::Spill(f) => Ok(f.allocate(off, len, keep_size, budget)?),
+            Self::Packed(f) => Ok(f.allocate(off, len, keep_size, budget)?),
         }
     }
 
@@ -224,6 +250,7 @@ impl FileData {
                 Ok(())
             }
             Self::Spill(f) => Ok(f.punch_hole(off, len, budget)?),
+            Self::Packed(f) => Ok(f.punch_hole(off, len, budget)?),
         }
     }
 
@@ -233,6 +260,7 @@ impl FileData {
         match self {
             Self::Ram(f) => f.seek_data(off),
             Self::Spill(f) => f.seek_data(off),
+            Self::Packed(f) => f.seek_data(off),
         }
     }
 
@@ -242,6 +270,7 @@ impl FileData {
         match self {
             Self::Ram(f) => f.seek_hole(off),
             Self::Spill(f) => f.seek_hole(off),
+            Self::Packed(f) => f.seek_hole(off),
         }
     }
 
@@ -250,6 +279,7 @@ impl FileData {
         match self {
             Self::Ram(f) => f.release(budget),
             Self::Spill(f) => f.release(budget),
+            Self::Packed(f) => f.release(budget),
         }
     }
 
@@ -259,7 +289,7 @@ impl FileData {
     /// [`FileData::end_passthrough`].
     pub fn begin_passthrough(&mut self, mtime: std::time::SystemTime) -> Option<std::io::Result<std::fs::File>> {
         match self {
-            Self::Ram(_) => None,
+            Self::Ram(_) | Self::Packed(_) => None,
             Self::Spill(f) => Some(f.begin_passthrough(mtime)),
         }
     }
@@ -279,7 +309,7 @@ impl FileData {
     pub fn settle_passthrough(&mut self, budget: &Budget) -> Result<(), StorageError> {
         match self {
             Self::Spill(f) => f.settle_passthrough(budget).map_err(StorageError::from),
-            Self::Ram(_) => Ok(()),
+            Self::Ram(_) | Self::Packed(_) => Ok(()),
         }
     }
 
@@ -295,7 +325,7 @@ impl FileData {
     pub fn passthrough_state(&self) -> Option<(u64, u64, std::time::SystemTime, std::time::SystemTime)> {
         match self {
             Self::Spill(f) => f.passthrough_state(),
-            Self::Ram(_) => None,
+            Self::Ram(_) | Self::Packed(_) => None,
         }
     }
 
@@ -307,72 +337,212 @@ impl FileData {
         }
     }
 
+    /// Hands each stored piece of the file, (offset, bytes) in order, to
+    /// `put`; holes are left out (for a spill file, zeroed 64 KiB blocks
+    /// too). What a move between tiers copies.
+    fn copy_out(&self, mut put: impl FnMut(u64, &[u8]) -> StorageResult<()>) -> StorageResult<()> {
+        match self {
+            Self::Ram(f) => f.pieces().try_for_each(|(off, bytes)| put(off, bytes)),
+            Self::Packed(f) => f.pieces()?.iter().try_for_each(|(off, bytes)| put(*off, bytes)),
+            Self::Spill(f) => {
+                let mut buf = vec![0u8; CHUNK_SIZE];
+                let mut off = 0;
+                while off < f.len() {
+                    let n = f.read_at(off, &mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    // Holes stay holes.
+                    if buf[..n].iter().any(|b| *b != 0) {
+                        put(off, &buf[..n])?;
+                    }
+                    off += n as u64;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Replaces the storage with `to`, filled with a copy of the bytes. On
+    /// failure `to` is released and the file is unchanged.
+    fn move_to(&mut self, mut to: FileData, budget: &Budget) -> StorageResult<()> {
+        let len = self.len();
+        let copied = self
+            .copy_out(|off, bytes| to.write_at(off, bytes, budget))
+            .and_then(|()| to.set_len(len, budget));
+        if let Err(e) = copied {
+            to.release(budget);
+            return Err(e);
+        }
+        self.release(budget);
+        *self = to;
+        Ok(())
+    }
+
     /// Moves the bytes to a new spill file in `dir`; does nothing if they
-    /// are spilled already. On failure the file stays in RAM, unchanged.
+    /// are in one already. On failure the file stays where it was,
+    /// unchanged.
     ///
     /// # Errors
     /// [`StorageError::NoSpace`] (size limit or spill disk full), or
     /// [`StorageError::Io`] when the spill file cannot be made.
     pub fn spill(&mut self, dir: &SpillDir, budget: &Budget) -> StorageResult<()> {
-        let Self::Ram(ram) = self else {
+        if matches!(self, Self::Spill(_)) {
             return Ok(());
-        };
-        let mut file = SpillFile::create(dir).map_err(|e| {
-            tracing::error!("cannot create a spill file in {}: {e}", dir.path().display());
-            if e.raw_os_error() == Some(libc::ENOSPC) {
-                StorageError::NoSpace
-            } else {
-                StorageError::Io
-            }
-        })?;
-        let copied = ram
-            .pieces()
-            .try_for_each(|(off, bytes)| file.write_at(off, bytes, budget))
-            .and_then(|()| file.set_len(ram.len(), budget));
-        if let Err(e) = copied {
-            file.release(budget);
-            return Err(e.into());
         }
-        ram.release(budget);
-        *self = Self::Spill(file);
-        Ok(())
+        let file = SpillFile::create(dir).map_err(|e| made_in(dir, &e))?;
+        self.move_to(Self::Spill(file), budget)
+    }
+
+    /// Whether the file is in RAM and fits a pack slot: its size and its
+    /// stored bytes (blocks reserved past the end by fallocate KEEP_SIZE
+    /// included) end within [`SLOT`].
+    #[must_use]
+    pub fn packable(&self) -> bool {
+        let Self::Ram(ram) = self else { return false };
+        let held_end = ram.pieces().last().map_or(0, |(off, b)| off + b.len() as u64);
+        ram.len().max(held_end) <= SLOT
+    }
+
+    /// Moves a [`FileData::packable`] file into a slot of a pack file in
+    /// `dir`; does nothing for any other. On failure the file stays in RAM, unchanged.
+    ///
+    /// # Errors
+    /// As for [`FileData::spill`].
+    pub fn pack(&mut self, dir: &SpillDir, budget: &Budget) -> StorageResult<()> {
+        if !self.packable() {
+            return Ok(());
+        }
+        let file = PackedFile::create(dir.packs()).map_err(|e| made_in(dir, &e))?;
+        self.move_to(Self::Packed(file), budget)
     }
 
     /// Moves the bytes back into memory; does nothing if they are there
-    /// already. On failure the file stays spilled, unchanged.
+    /// already. On failure the file stays on disk, unchanged.
     ///
     /// # Errors
     /// [`StorageError::NoSpace`] when memory cannot be reserved, or
     /// [`StorageError::Io`] for a failed spill file.
     pub fn unspill(&mut self, budget: &Budget) -> StorageResult<()> {
-        let Self::Spill(file) = self else {
+        if matches!(self, Self::Ram(_)) {
             return Ok(());
-        };
-        let mut ram = RamFile::new();
-        let mut buf = vec![0u8; CHUNK_SIZE];
-        let mut off = 0;
-        let len = file.len();
-        let result = (|| {
-            while off < len {
-                let n = file.read_at(off, &mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                // Holes stay holes.
-                if buf[..n].iter().any(|b| *b != 0) {
-                    ram.write_at(off, &buf[..n], budget)?;
-                }
-                off += n as u64;
-            }
-            ram.set_len(len, budget);
-            Ok::<(), StorageError>(())
-        })();
-        if let Err(e) = result {
-            ram.release(budget);
-            return Err(e);
         }
-        file.release(budget);
-        *self = Self::Ram(ram);
-        Ok(())
+        self.move_to(Self::Ram(RamFile::new()), budget)
+    }
+
+    /// A packed file about to be written or sized past its slot moves to
+    /// RAM first (from where the tier policy may spill it again).
+    fn unpack_unless_fits(&mut self, off: u64, end: u64, budget: &Budget) -> StorageResult<()> {
+        match self {
+            Self::Packed(_) if !PackedFile::fits(off, end) => self.unspill(budget),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The error for a spill or pack file that could not be made in `dir`.
+fn made_in(dir: &SpillDir, e: &std::io::Error) -> StorageError {
+    tracing::error!("cannot create a spill file in {}: {e}", dir.path().display());
+    if e.raw_os_error() == Some(libc::ENOSPC) {
+        StorageError::NoSpace
+    } else {
+        StorageError::Io
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Write(u64, usize, u8),
+        SetLen(u64),
+        Punch(u64, u64),
+        Allocate(u64, u64, bool),
+        Pack,
+        Spill,
+        Unspill,
+    }
+
+    /// Offsets on both sides of a pack slot's end.
+    fn op() -> impl Strategy<Value = Op> {
+        let off = 0..SLOT + (SLOT / 4);
+        prop_oneof![
+            4 => (off.clone(), 0..9000usize, any::<u8>()).prop_map(|(o, n, b)| Op::Write(o, n, b)),
+            2 => off.clone().prop_map(Op::SetLen),
+            1 => (off.clone(), 0..20_000u64).prop_map(|(o, n)| Op::Punch(o, n)),
+            1 => (off, 1..20_000u64, any::<bool>()).prop_map(|(o, n, k)| Op::Allocate(o, n, k)),
+            1 => Just(Op::Pack),
+            1 => Just(Op::Spill),
+            1 => Just(Op::Unspill),
+        ]
+    }
+
+    fn apply(model: &mut Vec<u8>, f: &mut FileData, op: &Op, dir: &SpillDir, budget: &Budget) {
+        match *op {
+            Op::Write(off, n, b) => {
+                let end = off as usize + n;
+                if n > 0 {
+                    if model.len() < end {
+                        model.resize(end, 0);
+                    }
+                    model[off as usize..end].fill(b);
+                }
+                f.write_at(off, &vec![b; n], budget).unwrap();
+            }
+            Op::SetLen(len) => {
+                model.resize(len as usize, 0);
+                f.set_len(len, budget).unwrap();
+            }
+            Op::Punch(off, n) => {
+                let end = (off + n).min(model.len() as u64) as usize;
+                if (off as usize) < end {
+                    model[off as usize..end].fill(0);
+                }
+                f.punch_hole(off, n, budget).unwrap();
+            }
+            Op::Allocate(off, n, keep) => {
+                if !keep && model.len() < (off + n) as usize {
+                    model.resize((off + n) as usize, 0);
+                }
+                f.allocate(off, n, keep, budget).unwrap();
+            }
+            Op::Pack => f.pack(dir, budget).unwrap(),
+            Op::Spill => f.spill(dir, budget).unwrap(),
+            Op::Unspill => f.unspill(budget).unwrap(),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Every tier holds the same bytes through every change and every
+        /// move, and what it holds is what the budget is charged.
+        #[test]
+        fn every_tier_keeps_the_bytes_through_changes_and_moves(ops in proptest::collection::vec(op(), 1..40)) {
+            let parent = tempfile::tempdir().unwrap();
+            let dir = SpillDir::create(parent.path(), true).unwrap();
+            let budget = Budget::new(1 << 30, 1 << 30);
+            let mut f = FileData::default();
+            let mut model = Vec::new();
+            for op in &ops {
+                let packable = f.packable();
+                apply(&mut model, &mut f, op, &dir, &budget);
+                prop_assert_eq!(f.len(), model.len() as u64, "{:?} in {:?}", op, f.tier());
+                let mut got = vec![0xEE; model.len() + 7];
+                let n = f.read_at(0, &mut got).unwrap();
+                prop_assert_eq!(n, model.len());
+                prop_assert!(got[..n] == model[..], "{:?} in {:?}: contents differ", op, f.tier());
+                prop_assert_eq!(budget.bytes(), f.allocated(), "{:?} in {:?}", op, f.tier());
+                if matches!(op, Op::Pack) && packable {
+                    prop_assert_eq!(f.tier(), Tier::Packed);
+                }
+            }
+            f.release(&budget);
+            prop_assert_eq!(budget.bytes(), 0);
+        }
     }
 }

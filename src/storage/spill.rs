@@ -54,11 +54,13 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use memmap2::{MmapMut, MmapOptions, UncheckedAdvice};
 
 use super::budget::Budget;
+use super::pack::Packs;
 use super::sigbus;
 
 /// The map covers offsets below this; I/O past it uses pread/pwrite (a
@@ -93,6 +95,7 @@ const RAMFS_MAGIC: i64 = 0x8584_58f6_u32 as i64;
 #[derive(Debug)]
 pub struct SpillDir {
     path: PathBuf,
+    packs: Arc<Packs>,
 }
 
 impl SpillDir {
@@ -120,7 +123,12 @@ impl SpillDir {
         for attempt in 0..100u32 {
             let path = parent.join(format!("tmpfsd-spill-{uid}-{pid}-{attempt}"));
             match std::fs::DirBuilder::new().mode(0o700).create(&path) {
-                Ok(()) => return Ok(Self { path }),
+                Ok(()) => {
+                    return Ok(Self {
+                        packs: Arc::new(Packs::new(path.clone())),
+                        path,
+                    })
+                }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => {
                     return Err(format!(
@@ -144,40 +152,51 @@ impl SpillDir {
     /// # Errors
     /// The file could not be created.
     pub fn new_file(&self) -> io::Result<File> {
-        #[cfg(target_os = "linux")]
+        nameless_file(&self.path)
+    }
+
+    /// The shared files that hold small spilled files.
+    #[must_use]
+    pub fn packs(&self) -> &Arc<Packs> {
+        &self.packs
+    }
+}
+
+/// A new, nameless, empty file in `dir`.
+pub(super) fn nameless_file(dir: &Path) -> io::Result<File> {
+    #[cfg(target_os = "linux")]
+    {
+        match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_TMPFILE | libc::O_EXCL | libc::O_CLOEXEC)
+            .open(dir)
         {
-            match OpenOptions::new()
-                .read(true)
-                .write(true)
-                .mode(0o600)
-                .custom_flags(libc::O_TMPFILE | libc::O_EXCL | libc::O_CLOEXEC)
-                .open(&self.path)
-            {
-                Ok(f) => return Ok(f),
-                // Not supported by this file system: fall back below.
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR | libc::ENOENT)) => {}
-                Err(e) => return Err(e),
-            }
+            Ok(f) => return Ok(f),
+            // Not supported by this file system: fall back below.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR | libc::ENOENT)) => {}
+            Err(e) => return Err(e),
         }
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        loop {
-            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let p = self.path.join(format!("s{n}"));
-            match OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_CLOEXEC)
-                .open(&p)
-            {
-                Ok(f) => {
-                    std::fs::remove_file(&p)?;
-                    return Ok(f);
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(e),
+    }
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    loop {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let p = dir.join(format!("s{n}"));
+        match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&p)
+        {
+            Ok(f) => {
+                std::fs::remove_file(&p)?;
+                return Ok(f);
             }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
         }
     }
 }
@@ -236,7 +255,7 @@ fn statfs_magic(path: &Path) -> io::Result<i64> {
     Ok(st.f_type as i64)
 }
 
-fn fallocate(file: &File, mode: i32, off: u64, len: u64) -> io::Result<()> {
+pub(super) fn fallocate(file: &File, mode: i32, off: u64, len: u64) -> io::Result<()> {
     let (Ok(off), Ok(len)) = (i64::try_from(off), i64::try_from(len)) else {
         return Err(io::Error::from_raw_os_error(libc::EFBIG));
     };
