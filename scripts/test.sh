@@ -83,9 +83,10 @@ run "pip install of the Python module" pip_install
 run "pjdfstest" with_mount "allow_other,mode=0755" bash tests/scripts/pjdfstest.sh
 run "fsx" with_mount "size=2g" bash tests/scripts/fsx.sh
 # A tiny spool threshold and RAM budget, and files of up to 256 KiB, so
-# that the file keeps crossing tiers (truncates below 16 KiB bring it back);
+# that the file keeps crossing all three tiers: past 16 KiB in RAM it is
+# packed, past 64 KiB spilled, and truncates below 16 KiB bring it back;
 # with busy polling, so that the polling worker is exercised too.
-run "fsx across tiers" with_mount "size=2g,spool=64k,max_ram=1m,busy_poll=200" env FSX_FLEN=262144 bash tests/scripts/fsx.sh
+run "fsx across tiers" with_mount "size=2g,spool=64k,max_ram=16k,busy_poll=200" env FSX_FLEN=262144 bash tests/scripts/fsx.sh
 # passthrough=on: reopens of the spilled file are passed through to the
 # kernel, truncates below 16 KiB bring it back to RAM at its last close, so
 # the file keeps alternating between the kernel's I/O and the daemon's.

@@ -304,6 +304,48 @@ fn memory_of_deleted_files_goes_back_once_the_mount_is_idle() {
     });
 }
 
+#[test]
+fn many_small_files_over_max_ram_are_packed_with_few_descriptors() {
+    // 10,000 files of 6 KiB: 60 MB, far over max_ram=8m, and each too
+    // small for a spill file (and a descriptor) of its own.
+    let m = MountGuard::new("max_ram=8m");
+    let dir = m.join("d");
+    fs::create_dir(&dir).unwrap();
+    let mut buf = vec![0u8; 6 << 10];
+    for i in 0..10_000u64 {
+        fill(i << 16, &mut buf);
+        fs::write(dir.join(i.to_string()), &buf).unwrap();
+    }
+    eventually(30, "RAM use back under max_ram", || {
+        m.counters()["ram_bytes"].as_u64().unwrap() <= 8 << 20
+    });
+    let c = m.counters();
+    assert!(c["files_packed"].as_u64().unwrap() > 8_000, "{c}");
+    assert_eq!(c["pack_files"], 1, "{c}");
+    let fds = fs::read_dir(format!("/proc/{}/fd", m.pid())).unwrap().count();
+    assert!(fds < 64, "the daemon holds {fds} descriptors");
+    let rss_kb = m.proc_kb("VmRSS");
+    eprintln!("10,000 files of 6 KiB with max_ram=8m: daemon RSS {rss_kb} kB, {fds} descriptors, {c}");
+    assert!(
+        rss_kb < 40 * 1024,
+        "daemon RSS {rss_kb} kB holding 60 MB of packed files"
+    );
+    for i in 0..10_000u64 {
+        let got = fs::read(dir.join(i.to_string())).unwrap();
+        assert_eq!(got.len(), 6 << 10, "file {i}");
+        check(i << 16, &got);
+    }
+    // Grown past a slot, a packed file moves out with its bytes.
+    let mut f = OpenOptions::new().append(true).open(dir.join("7")).unwrap();
+    f.write_all(&[b'!'; 100_000]).unwrap();
+    drop(f);
+    let got = fs::read(dir.join("7")).unwrap();
+    check(7 << 16, &got[..6 << 10]);
+    assert!(got[6 << 10..].iter().all(|b| *b == b'!') && got.len() == (6 << 10) + 100_000);
+    fs::remove_dir_all(&dir).unwrap();
+    eventually(10, "every byte given back", || m.counters()["bytes"] == 0);
+}
+
 /// A cheap pattern for large streams: one pseudo-random word per 8 bytes.
 fn fill_fast(off: u64, buf: &mut [u8]) {
     for (i, w) in buf.chunks_exact_mut(8).enumerate() {

@@ -270,9 +270,16 @@ pub struct Stats {
     pub spool: u64,
     /// Regular files whose bytes are in RAM.
     pub files_ram: u64,
-    /// Regular files whose bytes are spilled.
+    /// Regular files whose bytes are spilled (packed ones included).
     pub files_spilled: u64,
-    /// Moves from RAM to the spill tier.
+    /// Regular files packed into slots of shared pack files (spilled
+    /// under memory pressure while small).
+    #[serde(default)]
+    pub files_packed: u64,
+    /// Pack files open.
+    #[serde(default)]
+    pub pack_files: u64,
+    /// Moves from RAM to the spill tier (packs included).
     pub spills: u64,
     /// Moves back from the spill tier to RAM.
     pub returns: u64,
@@ -1620,13 +1627,20 @@ impl Fs {
     #[must_use]
     pub fn stats(&self) -> Stats {
         self.charge_passthrough_writes();
-        let (mut files_ram, mut files_spilled) = (0, 0);
+        let (mut files_ram, mut files_spilled, mut files_packed) = (0, 0, 0);
         for r in &self.nodes {
-            if r.value().kind == Kind::File {
-                if r.value().spilled.load(Ordering::Relaxed) {
-                    files_spilled += 1;
-                } else {
+            let n = r.value();
+            if n.kind == Kind::File {
+                if !n.spilled.load(Ordering::Relaxed) {
                     files_ram += 1;
+                    continue;
+                }
+                files_spilled += 1;
+                // Only a small file can be packed; the lock is taken only
+                // for those, and not waited for.
+                if n.size.load(Ordering::Relaxed) <= crate::storage::pack::SLOT {
+                    let packed = n.file().and_then(|f| f.try_read()).map(|d| d.tier() == Tier::Packed);
+                    files_packed += u64::from(packed == Some(true));
                 }
             }
         }
@@ -1641,6 +1655,8 @@ impl Fs {
             spool: self.tiers.spool,
             files_ram,
             files_spilled,
+            files_packed,
+            pack_files: self.tiers.dir.as_ref().map_or(0, |d| d.packs().files() as u64),
             spills: self.tiers.spills.load(Ordering::Relaxed),
             returns: self.tiers.returns.load(Ordering::Relaxed),
             spill_failures: self.tiers.spill_failures.load(Ordering::Relaxed),

@@ -194,7 +194,7 @@ impl Node {
         self.size.store(data.len(), Ordering::Release);
         self.allocated.store(data.allocated(), Ordering::Release);
         self.spilled
-            .store(data.tier() == crate::storage::Tier::Spill, Ordering::Release);
+            .store(data.tier() != crate::storage::Tier::Ram, Ordering::Release);
     }
 
     pub(crate) fn touch(&self) {

@@ -1228,3 +1228,95 @@ fn set_id_files_are_served_so_that_writes_still_drop_the_bits() {
     assert!(matches!(mode, OpenMode::Passthrough(_)), "{mode:?}");
     fs.release(h).unwrap();
 }
+
+/// Truncates (or extends) `ino` to `size`.
+fn resize(fs: &Fs, ino: NodeId, size: u64) {
+    let set = SetAttr {
+        size: Some(size),
+        ..SetAttr::default()
+    };
+    fs.setattr(USER, ino, set).unwrap();
+}
+
+#[test]
+fn small_files_over_the_ram_budget_are_packed_into_a_shared_file() {
+    // 600 files of 3,000 bytes hold 1.8 MB of RAM; the budget is 1 MiB.
+    let (_parent, fs) = spilling_fs("size=64m,max_ram=1m");
+    let files: Vec<(NodeId, HandleId)> = (0..600)
+        .map(|i| {
+            let (ino, fh) = create(&fs, NodeId::ROOT, &format!("f{i}"));
+            fs.write(fh, 0, &[(i % 251) as u8; 3000]).unwrap();
+            (ino, fh)
+        })
+        .collect();
+    assert!(fs.stats().ram_bytes > 1 << 20);
+    fs.relieve_pressure();
+    let s = fs.stats();
+    // Down to the low-water mark (90%), in one pack file.
+    assert!(s.ram_bytes <= (1 << 20) - (1 << 20) / 10, "{s:?}");
+    assert!(s.files_packed > 200 && s.files_packed == s.files_spilled, "{s:?}");
+    assert_eq!(s.pack_files, 1, "{s:?}");
+    // Each packed file holds one 4 KiB page of disk, charged to size=.
+    assert_eq!(s.bytes, s.ram_bytes + s.files_packed * 4096, "{s:?}");
+    for (i, (ino, fh)) in files.iter().enumerate() {
+        assert_eq!(
+            fs.read(*fh, 0, 10_000).unwrap(),
+            vec![(i % 251) as u8; 3000],
+            "file {i}"
+        );
+        assert_eq!(fs.getattr(*ino).unwrap().size, 3000);
+    }
+    let packed: Vec<(NodeId, HandleId)> = files
+        .iter()
+        .copied()
+        .filter(|(ino, _)| fs.tier(*ino) == Ok(Tier::Packed))
+        .collect();
+
+    // Written within its slot, a packed file stays packed.
+    let (ino, fh) = packed[0];
+    fs.write(fh, 60_000, b"end").unwrap();
+    assert_eq!(fs.tier(ino), Ok(Tier::Packed));
+    assert_eq!(fs.lseek(fh, 4096, Whence::Data), Ok(57_344));
+    assert_eq!(fs.lseek(fh, 0, Whence::Hole), Ok(4096));
+    // Truncated and grown again, it reads zeros past the cut.
+    resize(&fs, ino, 10);
+    resize(&fs, ino, 64 << 10);
+    let got = fs.read(fh, 0, 100_000).unwrap();
+    assert_eq!(got.len(), 64 << 10);
+    assert!(
+        got[10..].iter().all(|b| *b == 0),
+        "stale bytes after truncate and growth"
+    );
+    assert_eq!(fs.getattr(ino).unwrap().blocks, 8, "one page held");
+    // Written past its slot, it moves out with its bytes.
+    let head = got[..10].to_vec();
+    fs.write(fh, 100_000, b"far").unwrap();
+    assert_ne!(fs.tier(ino), Ok(Tier::Packed));
+    let got = fs.read(fh, 0, 200_000).unwrap();
+    assert_eq!(
+        (got.len(), &got[..10], &got[100_000..]),
+        (100_003, &head[..], &b"far"[..])
+    );
+    assert!(got[10..100_000].iter().all(|b| *b == 0));
+
+    // fallocate within the slot reserves pages; a punched hole frees them.
+    let (ino, fh) = packed[1];
+    fs.fallocate(fh, 0, 32 << 10, Fallocate::Allocate).unwrap();
+    assert_eq!(
+        (fs.tier(ino), fs.getattr(ino).unwrap().size),
+        (Ok(Tier::Packed), 32 << 10)
+    );
+    fs.fallocate(fh, 0, 32 << 10, Fallocate::PunchHole).unwrap();
+    assert_eq!(fs.getattr(ino).unwrap().blocks, 0);
+
+    // Deleted, the files give everything back.
+    for (i, (_, fh)) in files.iter().enumerate() {
+        fs.release(*fh).unwrap();
+        fs.unlink(USER, NodeId::ROOT, n(&format!("f{i}"))).unwrap();
+    }
+    for (ino, _) in &files {
+        fs.forget(*ino, 1);
+    }
+    let s = fs.stats();
+    assert_eq!((s.bytes, s.files_packed), (0, 0), "{s:?}");
+}

@@ -9,7 +9,10 @@
 //!   bouncing).
 //! - When the mount's RAM use passes `max_ram=`, a background worker spills
 //!   files, largest and coldest first, until use is under a low-water mark
-//!   (90% of the budget). Requests never wait for another file's spill: the
+//!   (90% of the budget). Files of at most 64 KiB go into slots of shared
+//!   pack files rather than spill files of their own (see
+//!   [`crate::storage::pack`]), so that however many small files fill the
+//!   budget, they take a handful of descriptors. Requests never wait for another file's spill: the
 //!   worker only takes data locks it can get at once. A writer over the
 //!   budget by more than a sixteenth spills its own file, which it already
 //!   holds, so memory stays bounded even when one writer outruns the worker.
@@ -33,10 +36,12 @@ use parking_lot::{Condvar, Mutex};
 
 use super::node::Node;
 use super::{Fs, Kind, NodeId};
+use crate::storage::pack::SLOT;
 use crate::storage::spill::SpillDir;
 use crate::storage::{FileData, StorageError, Tier};
 
-/// Files smaller than this are not worth a spill file (and a descriptor).
+/// Files holding less than this are not worth a spill file (and a
+/// descriptor); they are packed when their size fits a slot.
 const MIN_VICTIM: u64 = 64 << 10;
 /// A writer's own file is spilled inline only when at least this large.
 const MIN_INLINE_VICTIM: u64 = 1 << 20;
@@ -98,6 +103,15 @@ impl Tiers {
         *woken = false;
         !self.shutdown.load(Ordering::Acquire)
     }
+}
+
+/// Where a file pushed out of RAM goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Move {
+    /// A spill file of its own.
+    Spill,
+    /// A slot of a pack file (a file of at most [`SLOT`] bytes).
+    Pack,
 }
 
 /// Seconds before a file whose spill failed is tried again (rounded up to
@@ -182,8 +196,8 @@ impl Fs {
     /// would then hold more than the spool threshold. A failed spill (spill
     /// disk full) leaves the file in RAM, where the write may still fit.
     pub(crate) fn spool_before_growth(&self, node: &Node, data: &mut FileData, grow: u64) {
-        if data.tier() == Tier::Ram && data.allocated().saturating_add(grow) > self.tiers.spool {
-            self.spill_locked(node, data);
+        if data.tier() != Tier::Spill && data.allocated().saturating_add(grow) > self.tiers.spool {
+            self.spill_locked(node, data, Move::Spill);
         }
     }
 
@@ -199,7 +213,7 @@ impl Fs {
         if ram > hard
             && data.tier() == Tier::Ram
             && data.allocated() >= MIN_INLINE_VICTIM
-            && self.spill_locked(node, data)
+            && self.spill_locked(node, data, Move::Spill)
         {
             give_back_memory();
         }
@@ -218,17 +232,21 @@ impl Fs {
         }
     }
 
-    /// Spills a file whose data lock the caller holds. After a failed
-    /// spill the file is not tried again for [`SPILL_RETRY_SECS`]: each try
-    /// copies up to the whole file before it fails, and a file over the
-    /// threshold would otherwise try at every write.
-    fn spill_locked(&self, node: &Node, data: &mut FileData) -> bool {
+    /// Spills (or packs) a file whose data lock the caller holds. After a
+    /// failed spill the file is not tried again for [`SPILL_RETRY_SECS`]:
+    /// each try copies up to the whole file before it fails, and a file
+    /// over the threshold would otherwise try at every write.
+    fn spill_locked(&self, node: &Node, data: &mut FileData, how: Move) -> bool {
         let Some(dir) = &self.tiers.dir else { return false };
         let now = now_secs();
         if node.spill_retry_at.load(Ordering::Relaxed) > now {
             return false;
         }
-        match data.spill(dir, &self.budget) {
+        let moved = match how {
+            Move::Spill => data.spill(dir, &self.budget),
+            Move::Pack => data.pack(dir, &self.budget),
+        };
+        match moved {
             Ok(()) => {
                 self.tiers.spills.fetch_add(1, Ordering::Relaxed);
                 node.spill_retry_at.store(0, Ordering::Relaxed);
@@ -247,7 +265,8 @@ impl Fs {
     }
 
     /// Spills files, largest and coldest first, until RAM use is under the
-    /// low-water mark. Skips files whose data lock is busy.
+    /// low-water mark; files whose size fits a pack slot are packed. Skips
+    /// files whose data lock is busy.
     pub(crate) fn relieve_pressure(&self) {
         let max = self.tiers.max_ram;
         if self.budget.ram() <= max {
@@ -255,27 +274,35 @@ impl Fs {
         }
         let low = max - max / 10;
         let now = now_secs();
-        let mut victims: Vec<(u128, Arc<Node>)> = self
+        let mut victims: Vec<(u128, Move, Arc<Node>)> = self
             .nodes
             .iter()
             .filter_map(|r| {
                 let n = r.value();
+                if n.kind != Kind::File || n.spilled.load(Ordering::Acquire) {
+                    return None;
+                }
                 let held = n.allocated.load(Ordering::Acquire);
-                (n.kind == Kind::File && !n.spilled.load(Ordering::Acquire) && held >= MIN_VICTIM).then(|| {
-                    let age = now.saturating_sub(n.touched.load(Ordering::Relaxed));
-                    (u128::from(held) * u128::from(age + 1), Arc::clone(n))
-                })
+                let how = if n.size.load(Ordering::Acquire) <= SLOT {
+                    Move::Pack
+                } else if held >= MIN_VICTIM {
+                    Move::Spill
+                } else {
+                    return None;
+                };
+                let age = now.saturating_sub(n.touched.load(Ordering::Relaxed));
+                (held > 0).then(|| (u128::from(held) * u128::from(age + 1), how, Arc::clone(n)))
             })
             .collect();
         victims.sort_unstable_by_key(|v| std::cmp::Reverse(v.0));
         let mut spilled = false;
-        for (_, node) in victims {
+        for (_, how, node) in victims {
             if self.budget.ram() <= low {
                 break;
             }
             let Some(data) = node.file() else { continue };
             let Some(mut d) = data.try_write() else { continue };
-            spilled |= self.spill_locked(&node, &mut d);
+            spilled |= self.spill_locked(&node, &mut d, how);
         }
         if spilled {
             give_back_memory();
