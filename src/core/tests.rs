@@ -1320,3 +1320,24 @@ fn small_files_over_the_ram_budget_are_packed_into_a_shared_file() {
     let s = fs.stats();
     assert_eq!((s.bytes, s.files_packed), (0, 0), "{s:?}");
 }
+
+#[test]
+fn a_closed_spilled_file_is_charged_for_what_it_holds() {
+    let (_parent, fs) = spilling_fs("size=64m,spool=64k");
+    let (ino, fh) = create(&fs, NodeId::ROOT, "f");
+    fs.write(fh, 0, &[1; 3 << 20]).unwrap();
+    // Past 3 MiB, the write reserves a step (to 4 MiB) ahead of the next.
+    fs.write(fh, 3 << 20, b"x").unwrap();
+    let open_blocks = fs.getattr(ino).unwrap().blocks;
+    assert_eq!((open_blocks * 512, fs.stats().bytes), (4 << 20, 4 << 20));
+    // A second handle keeps the step; the last close gives it back.
+    let (fh2, _) = fs.open_file(USER, ino, libc::O_RDONLY, false).unwrap();
+    fs.release(fh).unwrap();
+    assert_eq!(fs.stats().bytes, 4 << 20);
+    fs.release(fh2).unwrap();
+    let held = (3 << 20) + 4096;
+    assert_eq!((fs.getattr(ino).unwrap().blocks * 512, fs.stats().bytes), (held, held));
+    let (fh, _) = fs.open_file(USER, ino, libc::O_RDONLY, false).unwrap();
+    let got = fs.read(fh, (3 << 20) - 1, 10).unwrap();
+    assert_eq!(got, [1, b'x']);
+}

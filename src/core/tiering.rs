@@ -350,10 +350,21 @@ impl Fs {
         true
     }
 
-    /// `delete_on_close`: called when a file's last handle closed.
+    /// Called when a file's last handle closed: a spilled file gives back
+    /// the disk it reserved ahead of its writes; with `delete_on_close`
+    /// the file goes.
     pub(crate) fn closed(&self, node: &Node) {
         if self.tiers.delete_on_close && node.kind == Kind::File && node.meta.lock().nlink > 0 {
             self.remove_by_hint(node);
+        }
+        if node.spilled.load(Ordering::Acquire) && node.meta.lock().nlink > 0 {
+            if let Some(data) = node.file() {
+                let mut d = data.write();
+                if let Err(e) = d.trim_reservation(&self.budget) {
+                    tracing::debug!(ino = node.id.0, "cannot trim a spill reservation: {e:?}");
+                }
+                node.publish(&d);
+            }
         }
     }
 }

@@ -274,6 +274,18 @@ impl FileData {
         }
     }
 
+    /// At a file's last close: gives back disk reserved ahead of writes
+    /// (see [`SpillFile::trim_reservation`]); nothing in the other tiers.
+    ///
+    /// # Errors
+    /// [`StorageError::Io`] for a failed spill file.
+    pub fn trim_reservation(&mut self, budget: &Budget) -> StorageResult<()> {
+        match self {
+            Self::Spill(f) => Ok(f.trim_reservation(budget)?),
+            Self::Ram(_) | Self::Packed(_) => Ok(()),
+        }
+    }
+
     /// Frees everything, returning it to the budget.
     pub fn release(&mut self, budget: &Budget) {
         match self {

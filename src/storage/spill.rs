@@ -284,6 +284,9 @@ pub struct SpillFile {
     disk_len: u64,
     /// Every block below this offset is reserved on disk.
     reserved: u64,
+    /// The end of the blocks that fallocate(2) asked for: a trim of the
+    /// reservation step keeps them.
+    kept_end: u64,
     /// Bytes charged to the budget (the disk file's allocated blocks).
     charged: u64,
     /// Passthrough opens: while non-zero the kernel writes the file too.
@@ -316,6 +319,7 @@ impl SpillFile {
             len: 0,
             disk_len: 0,
             reserved: 0,
+            kept_end: 0,
             charged: 0,
             passthrough: 0,
             failed: AtomicBool::new(false),
@@ -368,6 +372,7 @@ impl SpillFile {
                 }
                 self.disk_len = self.len;
                 self.reserved = self.reserved.min(self.len / PAGE * PAGE);
+                self.kept_end = self.kept_end.min(self.len);
             }
             let _ = self.file.set_times(FileTimes::new().set_modified(mtime));
         }
@@ -705,6 +710,7 @@ impl SpillFile {
             }
             self.disk_len = len;
             self.reserved = self.reserved.min(len / PAGE * PAGE);
+            self.kept_end = self.kept_end.min(len);
             self.settle(budget)?;
         } else if len > self.disk_len {
             if let Err(e) = self.file.set_len(len) {
@@ -757,9 +763,38 @@ impl SpillFile {
             return self.sync(budget);
         }
         self.reserve_range(off, end, true, budget)?;
+        self.kept_end = self.kept_end.max(end);
         if !keep_size {
             self.len = self.len.max(end);
         }
+        self.settle(budget)
+    }
+
+    /// Gives back the blocks reserved ahead of writes past the end (the
+    /// reservation step, up to 64 MiB), keeping those that fallocate(2)
+    /// asked for: called when the last handle closes, so that a closed
+    /// file is charged for what it holds. The next write past the end
+    /// reserves again.
+    ///
+    /// # Errors
+    /// [`SpillError::Failed`].
+    pub fn trim_reservation(&mut self, budget: &Budget) -> Result<(), SpillError> {
+        if self.passthrough > 0 || self.failed() {
+            return Ok(());
+        }
+        let keep = self.len.max(self.kept_end).div_ceil(PAGE) * PAGE;
+        if self.reserved <= keep {
+            return Ok(());
+        }
+        if let Err(e) = fallocate(
+            &self.file,
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            keep,
+            self.reserved - keep,
+        ) {
+            return Err(self.fail("punch hole", &e));
+        }
+        self.reserved = keep;
         self.settle(budget)
     }
 
@@ -799,6 +834,7 @@ impl SpillFile {
         self.len = 0;
         self.disk_len = 0;
         self.reserved = 0;
+        self.kept_end = 0;
         self.passthrough = 0;
     }
 }
@@ -806,6 +842,32 @@ impl SpillFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_trim_gives_back_the_reservation_step_but_not_what_fallocate_asked_for() {
+        let (_p, _d, budget, mut f) = spilled(&[1u8; 3 << 20]);
+        // One more byte: the step (a quarter of the size, at least 1 MiB)
+        // reserves up to 4 MiB.
+        f.write_at(3 << 20, b"x", &budget).unwrap();
+        assert_eq!((f.allocated(), budget.bytes()), (4 << 20, 4 << 20));
+        f.trim_reservation(&budget).unwrap();
+        assert_eq!((f.allocated(), budget.bytes()), ((3 << 20) + PAGE, (3 << 20) + PAGE));
+        let mut b = [0u8; 2];
+        assert_eq!(f.read_at((3 << 20) - 1, &mut b), Ok(2));
+        assert_eq!(b, [1, b'x']);
+        // Appends reserve again.
+        f.write_at((3 << 20) + 1, &[2u8; 8192], &budget).unwrap();
+        assert_eq!(f.allocated(), 4 << 20);
+        // Blocks that fallocate(KEEP_SIZE) asked for past the end stay.
+        f.allocate(0, 6 << 20, true, &budget).unwrap();
+        f.trim_reservation(&budget).unwrap();
+        assert_eq!((f.allocated(), f.len()), (6 << 20, (3 << 20) + 8193));
+        // Truncated below them, they go with the truncation.
+        f.set_len(1 << 20, &budget).unwrap();
+        f.write_at(1 << 20, b"y", &budget).unwrap();
+        f.trim_reservation(&budget).unwrap();
+        assert_eq!(f.allocated(), (1 << 20) + PAGE);
+    }
 
     /// A spill file holding `data`, with its directory and budget (kept
     /// alive by the caller).
