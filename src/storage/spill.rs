@@ -495,12 +495,12 @@ impl SpillFile {
         let mut reserved = Err(SpillError::NoSpace);
         if prefix && step_end != page_end {
             reserved = self
-                .reserve_range(page_start, step_end, true, budget)
+                .reserve_range(page_start, step_end, step_end - page_start, true, budget)
                 .map(|()| step_end);
         }
         if reserved == Err(SpillError::NoSpace) {
             reserved = self
-                .reserve_range(page_start, page_end, true, budget)
+                .reserve_range(page_start, page_end, page_end - page_start, true, budget)
                 .map(|()| page_end);
         }
         let to = reserved?;
@@ -511,19 +511,20 @@ impl SpillFile {
     }
 
     /// Allocates `[from, to)` on disk and, with `grow`, makes the disk file
-    /// at least `to` long. The blocks are allocated with KEEP_SIZE and the
-    /// size set after, so a failed fallocate changes neither the size nor a
-    /// byte: what a partial allocation took stays (inside the range this
-    /// file writes next) and is charged as it is.
-    fn reserve_range(&mut self, from: u64, to: u64, grow: bool, budget: &Budget) -> Result<(), SpillError> {
+    /// at least `to` long; `bound` is at least what the allocation can take
+    /// (the range's length, or its holes). The blocks are allocated with
+    /// KEEP_SIZE and the size set after, so a failed fallocate changes
+    /// neither the size nor a byte: what a partial allocation took stays
+    /// (inside the range this file writes next) and is charged as it is.
+    fn reserve_range(&mut self, from: u64, to: u64, bound: u64, grow: bool, budget: &Budget) -> Result<(), SpillError> {
         // Upper bound first, so that the limit is never passed. It is held
         // as part of the charge until `settle` trims it to the real
         // allocation: given back any earlier, it would let writers of
         // other files take the room this fallocate is using.
-        if budget.reserve_bytes(to - from).is_err() {
+        if budget.reserve_bytes(bound).is_err() {
             return Err(SpillError::NoSpace);
         }
-        self.charged += to - from;
+        self.charged += bound;
         if let Err(e) = fallocate(&self.file, libc::FALLOC_FL_KEEP_SIZE, from, to - from) {
             let _ = self.settle(budget);
             return Err(match e.raw_os_error() {
@@ -759,15 +760,56 @@ impl SpillFile {
             // that the size is only ever grown below. KEEP_SIZE must reach
             // the disk file as such, since its size is the file's.
             self.sync(budget)?;
-            self.reserve_range(off, end, !keep_size, budget)?;
+            let bound = self.holes(off, end);
+            self.reserve_range(off, end, bound, !keep_size, budget)?;
             return self.sync(budget);
         }
-        self.reserve_range(off, end, true, budget)?;
+        let bound = self.holes(off, end);
+        self.reserve_range(off, end, bound, true, budget)?;
         self.kept_end = self.kept_end.max(end);
         if !keep_size {
             self.len = self.len.max(end);
         }
         self.settle(budget)
+    }
+
+    /// Bytes of `[off, end)` that hold no blocks, rounded out to pages: an
+    /// upper bound of what allocating the range takes, so that fallocate
+    /// over a file's own data does not need room for all of it again.
+    /// (Reserved but unwritten blocks may count as holes, which only
+    /// raises the bound.)
+    fn holes(&self, off: u64, end: u64) -> u64 {
+        /// Past this many holes the rest of the range counts as one.
+        const MAX_RUNS: u32 = 1024;
+        let (off, end) = (off / PAGE * PAGE, end.div_ceil(PAGE) * PAGE);
+        let mut pos = off;
+        let mut holes = 0;
+        for _ in 0..MAX_RUNS {
+            if pos >= end {
+                return holes;
+            }
+            let Ok(at) = i64::try_from(pos) else { break };
+            // SAFETY: lseek on a descriptor we own; pread/pwrite ignore
+            // the position.
+            let data = unsafe { libc::lseek(self.file.as_raw_fd(), at, libc::SEEK_DATA) };
+            let Ok(data) = u64::try_from(data) else {
+                // ENXIO: no data from here on (or the seek failed).
+                break;
+            };
+            let data_page = data / PAGE * PAGE;
+            holes += data_page.min(end).saturating_sub(pos);
+            // SAFETY: as above.
+            let hole = unsafe {
+                libc::lseek(
+                    self.file.as_raw_fd(),
+                    i64::try_from(data).unwrap_or(i64::MAX),
+                    libc::SEEK_HOLE,
+                )
+            };
+            let Ok(hole) = u64::try_from(hole) else { break };
+            pos = hole.div_ceil(PAGE) * PAGE;
+        }
+        holes + end.saturating_sub(pos)
     }
 
     /// Gives back the blocks reserved ahead of writes past the end (the
@@ -867,6 +909,25 @@ mod tests {
         f.write_at(1 << 20, b"y", &budget).unwrap();
         f.trim_reservation(&budget).unwrap();
         assert_eq!(f.allocated(), (1 << 20) + PAGE);
+    }
+
+    #[test]
+    fn fallocate_over_held_blocks_needs_room_only_for_the_holes() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = SpillDir::create(parent.path(), true).unwrap();
+        let budget = Budget::new(6 << 20, 1 << 30);
+        let mut f = SpillFile::create(&dir).unwrap();
+        f.write_at(0, &[1u8; 4 << 20], &budget).unwrap();
+        f.write_at(5 << 20, &[1u8; 4096], &budget).unwrap();
+        // 4 MiB + 4 KiB held of 6 MiB: allocating the first 5 MiB takes
+        // the 1 MiB hole, not 5 MiB more.
+        f.allocate(0, 5 << 20, false, &budget).unwrap();
+        assert_eq!((f.allocated(), budget.bytes()), ((5 << 20) + 4096, (5 << 20) + 4096));
+        // Past what the budget holds, still refused, nothing changed.
+        assert_eq!(f.allocate(0, 8 << 20, true, &budget), Err(SpillError::NoSpace));
+        assert_eq!(f.allocated(), (5 << 20) + 4096);
+        let mut b = [0u8; 1];
+        assert_eq!((f.read_at((5 << 20) - 1, &mut b), b), (Ok(1), [0]));
     }
 
     /// A spill file holding `data`, with its directory and budget (kept
