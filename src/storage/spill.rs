@@ -96,6 +96,9 @@ const RAMFS_MAGIC: i64 = 0x8584_58f6_u32 as i64;
 pub struct SpillDir {
     path: PathBuf,
     packs: Arc<Packs>,
+    /// Whether its file system keeps fallocate's promise that writes into
+    /// the reserved blocks find room (see [`keeps_reservations`]).
+    answer_first: bool,
 }
 
 impl SpillDir {
@@ -124,10 +127,19 @@ impl SpillDir {
             let path = parent.join(format!("tmpfsd-spill-{uid}-{pid}-{attempt}"));
             match std::fs::DirBuilder::new().mode(0o700).create(&path) {
                 Ok(()) => {
+                    let answer_first = statfs_magic(&path).is_ok_and(keeps_reservations);
+                    if !answer_first {
+                        tracing::info!(
+                            "spill_dir {}: writes to spill files are copied before they are answered \
+                             (a file system where fallocate does not promise room for them)",
+                            parent.display()
+                        );
+                    }
                     return Ok(Self {
                         packs: Arc::new(Packs::new(path.clone())),
                         path,
-                    })
+                        answer_first,
+                    });
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => {
@@ -238,6 +250,17 @@ fn remove_stale(parent: &Path) {
     }
 }
 
+/// Whether writes into blocks that fallocate reserved on a file system of
+/// this type always find room: ext4 and XFS (which keep a reserve for
+/// converting unwritten extents) and tmpfs. Not on copy-on-write file
+/// systems (btrfs, bcachefs, ZFS write elsewhere, and may run out), nor
+/// on network or unknown ones, where quotas and servers decide.
+fn keeps_reservations(magic: i64) -> bool {
+    const EXT4_SUPER_MAGIC: i64 = 0xEF53;
+    const XFS_SUPER_MAGIC: i64 = 0x5846_5342;
+    matches!(magic, EXT4_SUPER_MAGIC | XFS_SUPER_MAGIC | TMPFS_MAGIC)
+}
+
 /// Whether `path` is on tmpfs or ramfs.
 #[must_use]
 pub fn is_memory_fs(path: &Path) -> bool {
@@ -291,6 +314,8 @@ pub struct SpillFile {
     charged: u64,
     /// Passthrough opens: while non-zero the kernel writes the file too.
     passthrough: u32,
+    /// Writes may be answered before their copy (see [`SpillDir`]).
+    answer_first: bool,
     failed: AtomicBool,
 }
 
@@ -322,6 +347,7 @@ impl SpillFile {
             kept_end: 0,
             charged: 0,
             passthrough: 0,
+            answer_first: dir.answer_first,
             failed: AtomicBool::new(false),
         })
     }
@@ -637,7 +663,9 @@ impl SpillFile {
     /// blocks, grows the map over them (for the reads to come) and sets the
     /// new size, leaving the copy to [`SpillFile::finish_write`]
     /// (`Ok(true)`), which must follow before anything else touches the
-    /// file. Writes in passthrough are done here whole (`Ok(false)`).
+    /// file. Writes in passthrough, and all writes on a spill file system
+    /// whose reservations do not promise room, are done here whole
+    /// (`Ok(false)`).
     ///
     /// # Errors
     /// [`SpillError::NoSpace`] with nothing changed; [`SpillError::Failed`].
@@ -653,6 +681,19 @@ impl SpillFile {
         }
         self.reserve(off, end, budget)?;
         self.map_to(end);
+        if !self.answer_first {
+            // The reservation does not promise room for the bytes: copy
+            // them now, so that running out reaches this write as ENOSPC
+            // and poisons nothing.
+            if let Err(e) = self.file.write_all_at(data, off) {
+                return Err(match e.raw_os_error() {
+                    Some(libc::ENOSPC | libc::EDQUOT) => SpillError::NoSpace,
+                    _ => self.fail("write", &e),
+                });
+            }
+            self.len = self.len.max(end);
+            return Ok(false);
+        }
         self.len = self.len.max(end);
         Ok(true)
     }
@@ -928,6 +969,30 @@ mod tests {
         assert_eq!(f.allocated(), (5 << 20) + 4096);
         let mut b = [0u8; 1];
         assert_eq!((f.read_at((5 << 20) - 1, &mut b), b), (Ok(1), [0]));
+    }
+
+    #[test]
+    fn writes_are_answered_first_only_where_fallocate_promises_room() {
+        let btrfs = 0x9123_683E_i64;
+        assert!(!keeps_reservations(btrfs));
+        assert!(keeps_reservations(0xEF53) && keeps_reservations(TMPFS_MAGIC));
+        for answer_first in [true, false] {
+            let parent = tempfile::tempdir().unwrap();
+            let mut dir = SpillDir::create(parent.path(), true).unwrap();
+            dir.answer_first = answer_first;
+            let budget = Budget::new(1 << 30, 1 << 30);
+            let mut f = SpillFile::create(&dir).unwrap();
+            let copy_left = f.prepare_write(0, b"abc", &budget).unwrap();
+            assert_eq!(copy_left, answer_first);
+            // Copied at once: on disk before the write is answered.
+            let mut b = [0u8; 3];
+            f.file.read_exact_at(&mut b, 0).unwrap();
+            assert_eq!(&b == b"abc", !answer_first);
+            if copy_left {
+                f.finish_write(0, b"abc").unwrap();
+            }
+            assert_eq!((f.read_at(0, &mut b), &b), (Ok(3), b"abc"));
+        }
     }
 
     /// A spill file holding `data`, with its directory and budget (kept
