@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs what the tests
-# need (fuse3, pjdfstest, fsx), checks formatting and lints, runs the unit
+# need (fuse3, btrfs-progs, pjdfstest, fsx), checks formatting and lints, runs the unit
 # and mount tests, then pjdfstest and fsx against real tmpfsd mounts.
 # Run it as root (pjdfstest switches users; the unprivileged-mount test
 # creates an ordinary user). Ends with one line: "suites: N passed, M failed".

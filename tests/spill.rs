@@ -201,6 +201,79 @@ fn enospc_on_a_spilled_file_never_zeroes_what_it_held() {
 const MARKER: &[u8] = b"tmpfsd-kill9-marker-2f1c9a";
 
 #[test]
+fn a_full_copy_on_write_spill_disk_loses_no_answered_write() {
+    // On btrfs a write into blocks that fallocate reserved can still run
+    // out of room (an overwrite is written elsewhere): there each write
+    // must be copied before it is answered.
+    let disk = LoopFs::btrfs(128);
+    let m = MountGuard::new(&format!("spool=64k,spill_dir={}", disk.path().display()));
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(m.join("f"))
+        .unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        fill(size, &mut buf);
+        match f.write_at(&buf, size) {
+            Ok(n) => size += n as u64,
+            Err(e) => {
+                assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "filling: {e}");
+                break;
+            }
+        }
+    }
+    assert!(size > 64 << 20, "only {size} bytes before ENOSPC");
+    // Every last block goes to a second file.
+    let g = File::create(m.join("g")).unwrap();
+    let mut gsize = 0u64;
+    while let Ok(n) = g.write_at(&[3u8; 4096], gsize) {
+        gsize += n as u64;
+    }
+    // SAFETY: sync has no preconditions.
+    unsafe { libc::sync() };
+    // Overwrite f with other bytes: what each write says it took must be
+    // there afterwards, and the rest must still be the old bytes.
+    let mut taken = vec![0usize; size.div_ceil(1 << 20) as usize];
+    let (mut refused, mut short) = (0, 0);
+    for (i, t) in taken.iter_mut().enumerate() {
+        let off = (i as u64) << 20;
+        let len = (size - off).min(1 << 20) as usize;
+        let new = vec![0xA5u8; len];
+        match f.write_at(&new, off) {
+            Ok(n) => {
+                short += usize::from(n < len);
+                *t = n;
+            }
+            Err(e) => {
+                assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "overwriting at {off}: {e}");
+                refused += 1;
+            }
+        }
+    }
+    eprintln!("btrfs spill disk: {size} bytes, then {gsize} in a second file; overwrites refused {refused}, short {short}, of {}", taken.len());
+    assert!(
+        refused > 0,
+        "the full disk refused no overwrite: the test proves nothing"
+    );
+    f.sync_all().unwrap();
+    let mut got = vec![0u8; 1 << 20];
+    for (i, t) in taken.iter().enumerate() {
+        let off = (i as u64) << 20;
+        let len = (size - off).min(1 << 20) as usize;
+        f.read_exact_at(&mut got[..len], off).unwrap();
+        assert!(
+            got[..*t].iter().all(|b| *b == 0xA5),
+            "an answered write at {off} is lost"
+        );
+        check(off + *t as u64, &got[*t..len]);
+    }
+}
+
+#[test]
 fn after_sigkill_no_file_data_is_left_on_the_spill_disk() {
     let mut disk = LoopFs::new(48);
     let mut m = MountGuard::new(&format!("spool=64k,spill_dir={}", disk.path().display()));

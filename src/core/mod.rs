@@ -1443,9 +1443,9 @@ impl Fs {
         kill_setid: bool,
         answer: impl FnOnce(FsResult<u32>),
     ) {
-        let Ok(n) = u32::try_from(data.len()) else {
+        if u32::try_from(data.len()).is_err() {
             return answer(Err(FsError::Invalid));
-        };
+        }
         let h = match self.file_of(fh) {
             Ok(h) => h,
             Err(e) => return answer(Err(e)),
@@ -1474,6 +1474,9 @@ impl Fs {
         drop(m);
         // The copy follows even if the adapter's answer unwinds, so that
         // the size just published never covers bytes that were not copied.
+        // Short only when a spill disk ran out partway through a write
+        // done at once.
+        let n = w.len() as u32;
         let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| answer(Ok(n))));
         if let Err(e) = d.finish_write(w, data, &self.budget) {
             // The spill file is poisoned and logged; reads answer EIO.

@@ -17,7 +17,7 @@ pub mod spill;
 use budget::{Budget, NoSpace};
 use pack::{PackedFile, SLOT};
 use ram::{RamFile, CHUNK_SIZE};
-use spill::{SpillDir, SpillError, SpillFile};
+use spill::{Prepared, SpillDir, SpillError, SpillFile};
 
 /// Which tier holds a file's bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -67,6 +67,22 @@ pub struct PreparedWrite {
     off: u64,
     len: usize,
     copy: bool,
+}
+
+impl PreparedWrite {
+    /// Bytes the write takes: all that were asked, or fewer when a spill
+    /// disk ran out partway through a write done at once (a short write,
+    /// as a disk file system answers one).
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the write takes no bytes.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 /// Result of a storage operation.
@@ -172,23 +188,22 @@ impl FileData {
     /// [`StorageError::NoSpace`] with nothing changed, or [`StorageError::Io`].
     pub fn prepare_write(&mut self, off: u64, data: &[u8], budget: &Budget) -> StorageResult<PreparedWrite> {
         self.unpack_unless_fits(off, off.saturating_add(data.len() as u64), budget)?;
-        let copy = match self {
+        let (len, copy) = match self {
             Self::Ram(f) => {
                 f.prepare_write(off, data.len(), budget)?;
-                !data.is_empty()
+                (data.len(), !data.is_empty())
             }
-            Self::Spill(f) => f.prepare_write(off, data, budget)?,
+            Self::Spill(f) => match f.prepare_write(off, data, budget)? {
+                Prepared::Copy => (data.len(), true),
+                Prepared::Done(n) => (n, false),
+            },
             // Small: copied now, so that an error reaches this write.
             Self::Packed(f) => {
                 f.write_at(off, data, budget)?;
-                false
+                (data.len(), false)
             }
         };
-        Ok(PreparedWrite {
-            off,
-            len: data.len(),
-            copy,
-        })
+        Ok(PreparedWrite { off, len, copy })
     }
 
     /// Copies the bytes of a write that [`FileData::prepare_write`]
@@ -198,10 +213,10 @@ impl FileData {
     /// # Errors
     /// [`StorageError::Io`].
     pub fn finish_write(&mut self, w: PreparedWrite, data: &[u8], budget: &Budget) -> StorageResult<()> {
-        debug_assert_eq!(w.len, data.len(), "a prepared write finished with other bytes");
         if !w.copy {
             return Ok(());
         }
+        debug_assert_eq!(w.len, data.len(), "a prepared write finished with other bytes");
         match self {
             Self::Ram(f) => f.finish_write(w.off, data, budget),
             Self::Spill(f) => f.finish_write(w.off, data)?,

@@ -294,6 +294,16 @@ pub(super) fn fallocate(file: &File, mode: i32, off: u64, len: u64) -> io::Resul
     }
 }
 
+/// What [`SpillFile::prepare_write`] left of a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prepared {
+    /// The copy, for [`SpillFile::finish_write`].
+    Copy,
+    /// Nothing: this many bytes were written, fewer than asked only when
+    /// the spill disk ran out partway.
+    Done(usize),
+}
+
 /// One spilled file.
 pub struct SpillFile {
     file: File,
@@ -653,49 +663,62 @@ impl SpillFile {
     /// # Errors
     /// [`SpillError::NoSpace`] with nothing changed; [`SpillError::Failed`].
     pub fn write_at(&mut self, off: u64, data: &[u8], budget: &Budget) -> Result<(), SpillError> {
-        if self.prepare_write(off, data, budget)? {
-            self.finish_write(off, data)?;
+        match self.prepare_write(off, data, budget)? {
+            Prepared::Copy => self.finish_write(off, data),
+            Prepared::Done(n) if n < data.len() => Err(SpillError::NoSpace),
+            Prepared::Done(_) => Ok(()),
         }
-        Ok(())
     }
 
     /// The half of a write that can fail for want of space: reserves the
     /// blocks, grows the map over them (for the reads to come) and sets the
     /// new size, leaving the copy to [`SpillFile::finish_write`]
-    /// (`Ok(true)`), which must follow before anything else touches the
-    /// file. Writes in passthrough, and all writes on a spill file system
-    /// whose reservations do not promise room, are done here whole
-    /// (`Ok(false)`).
+    /// ([`Prepared::Copy`]), which must follow before anything else touches
+    /// the file. Writes in passthrough, and all writes on a spill file
+    /// system whose reservations do not promise room, are done here
+    /// ([`Prepared::Done`]).
     ///
     /// # Errors
-    /// [`SpillError::NoSpace`] with nothing changed; [`SpillError::Failed`].
-    pub fn prepare_write(&mut self, off: u64, data: &[u8], budget: &Budget) -> Result<bool, SpillError> {
+    /// [`SpillError::NoSpace`] with nothing written; [`SpillError::Failed`].
+    pub fn prepare_write(&mut self, off: u64, data: &[u8], budget: &Budget) -> Result<Prepared, SpillError> {
         self.check()?;
         if data.is_empty() {
-            return Ok(false);
+            return Ok(Prepared::Done(0));
         }
         let end = off + data.len() as u64;
         if self.passthrough > 0 {
             self.write_exact(off, data, budget)?;
-            return Ok(false);
+            return Ok(Prepared::Done(data.len()));
         }
         self.reserve(off, end, budget)?;
         self.map_to(end);
         if !self.answer_first {
-            // The reservation does not promise room for the bytes: copy
-            // them now, so that running out reaches this write as ENOSPC
-            // and poisons nothing.
-            if let Err(e) = self.file.write_all_at(data, off) {
-                return Err(match e.raw_os_error() {
-                    Some(libc::ENOSPC | libc::EDQUOT) => SpillError::NoSpace,
-                    _ => self.fail("write", &e),
-                });
-            }
-            self.len = self.len.max(end);
-            return Ok(false);
+            return self.write_now(off, data);
         }
         self.len = self.len.max(end);
-        Ok(true)
+        Ok(Prepared::Copy)
+    }
+
+    /// A write copied before it is answered, where the reservation does
+    /// not promise room for its bytes: running out is this write's ENOSPC
+    /// (or a short count, when part of it landed, as a disk file system
+    /// answers), and poisons nothing.
+    fn write_now(&mut self, off: u64, data: &[u8]) -> Result<Prepared, SpillError> {
+        let mut done = 0;
+        while done < data.len() {
+            match self.file.write_at(&data[done..], off + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) => break,
+                Err(e) => return Err(self.fail("write", &e)),
+            }
+        }
+        if done == 0 {
+            return Err(SpillError::NoSpace);
+        }
+        self.len = self.len.max(off + done as u64);
+        Ok(Prepared::Done(done))
     }
 
     /// The copy of a write that [`SpillFile::prepare_write`] left to do:
@@ -982,7 +1005,7 @@ mod tests {
             dir.answer_first = answer_first;
             let budget = Budget::new(1 << 30, 1 << 30);
             let mut f = SpillFile::create(&dir).unwrap();
-            let copy_left = f.prepare_write(0, b"abc", &budget).unwrap();
+            let copy_left = f.prepare_write(0, b"abc", &budget).unwrap() == Prepared::Copy;
             assert_eq!(copy_left, answer_first);
             // Copied at once: on disk before the write is answered.
             let mut b = [0u8; 3];

@@ -285,6 +285,16 @@ pub struct LoopFs {
 impl LoopFs {
     /// A fresh ext4 file system of `mib` MiB; its image lives on disk.
     pub fn new(mib: u64) -> Self {
+        Self::made_by(mib, &["mkfs.ext4", "-q", "-F"])
+    }
+
+    /// A fresh btrfs (data and metadata mixed, so that a small one fills
+    /// up like a big one) of `mib` MiB: a copy-on-write spill disk.
+    pub fn btrfs(mib: u64) -> Self {
+        Self::made_by(mib, &["mkfs.btrfs", "-q", "-f", "--mixed"])
+    }
+
+    fn made_by(mib: u64, mkfs: &[&str]) -> Self {
         let image = tempfile::Builder::new()
             .prefix("tmpfsd-test-img.")
             .tempfile_in("/var/tmp")
@@ -295,12 +305,13 @@ impl LoopFs {
         let f = std::fs::OpenOptions::new().write(true).open(&image).unwrap();
         f.set_len(mib << 20).unwrap();
         drop(f);
-        let st = Command::new("mkfs.ext4")
-            .args(["-q", "-F"])
+        let st = Command::new(mkfs[0])
+            .args(&mkfs[1..])
             .arg(&image)
+            .stdout(std::process::Stdio::null())
             .status()
-            .expect("mkfs.ext4");
-        assert!(st.success(), "mkfs.ext4 failed");
+            .unwrap_or_else(|e| panic!("{}: {e}", mkfs[0]));
+        assert!(st.success(), "{} failed", mkfs[0]);
         let dir = tempfile::Builder::new().prefix("tmpfsd-test-loop.").tempdir().unwrap();
         let st = Command::new("mount")
             .arg("-o")

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs, idempotently, on a fresh Debian-like
 # machine (run as root):
-#   - fuse3 (fusermount3, for the unprivileged-mount test) and libacl
-#     (pjdfstest links against it), from the distribution;
+#   - fuse3 (fusermount3, for the unprivileged-mount test), libacl
+#     (pjdfstest links against it) and btrfs-progs (a copy-on-write spill
+#     disk for one mount test), from the distribution;
 #   - /dev/fuse with mode 0666, as fuse3's udev rule sets it on a normal
 #     system (machines without udev keep 0600, and no user could mount);
 #   - the group and user "tests", which pjdfstest switches to (with
@@ -15,6 +16,7 @@ tools="$PWD/target/tools"
 missing=()
 command -v fusermount3 >/dev/null 2>&1 || missing+=(fuse3)
 [ -e /usr/include/sys/acl.h ] || missing+=(libacl1-dev)
+command -v mkfs.btrfs >/dev/null 2>&1 || missing+=(btrfs-progs)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]}"
     apt-get update -qq
