@@ -198,10 +198,7 @@ impl FileData {
                 Prepared::Done(n) => (n, false),
             },
             // Small: copied now, so that an error reaches this write.
-            Self::Packed(f) => {
-                f.write_at(off, data, budget)?;
-                (data.len(), false)
-            }
+            Self::Packed(f) => (f.write_some(off, data, budget)?, false),
         };
         Ok(PreparedWrite { off, len, copy })
     }

@@ -33,7 +33,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::budget::Budget;
-use super::spill::{fallocate, nameless_file, SpillError};
+use super::spill::{fallocate, nameless_file, write_some_at, SpillError};
 
 /// The largest file a slot holds.
 pub const SLOT: u64 = 64 << 10;
@@ -255,21 +255,40 @@ impl PackedFile {
     /// Writes `data` at `off`; the range must fit the slot.
     ///
     /// # Errors
-    /// [`SpillError::NoSpace`] with nothing changed; [`SpillError::Failed`].
+    /// [`SpillError::NoSpace`] with nothing changed (or, where the spill
+    /// disk ran out partway, with a prefix written); [`SpillError::Failed`].
     pub fn write_at(&mut self, off: u64, data: &[u8], budget: &Budget) -> Result<(), SpillError> {
+        match self.write_some(off, data, budget)? {
+            n if n < data.len() => Err(SpillError::NoSpace),
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes `data` at `off` and returns how many bytes landed: all, or
+    /// fewer where a spill disk whose reservations promise nothing
+    /// (copy-on-write) ran out partway, as a disk file system answers a
+    /// short write. The range must fit the slot.
+    ///
+    /// # Errors
+    /// [`SpillError::NoSpace`] with nothing written; [`SpillError::Failed`].
+    pub fn write_some(&mut self, off: u64, data: &[u8], budget: &Budget) -> Result<usize, SpillError> {
         let end = off + data.len() as u64;
         debug_assert!(Self::fits(off, end), "a write past the slot");
         self.slot()?;
         if data.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         self.reserve(off, end, budget)?;
         let slot = self.slot()?;
-        if let Err(e) = slot.file.write_all_at(data, slot.base() + off) {
-            return Err(self.fail("write", &e));
+        let done = match write_some_at(&slot.file, data, slot.base() + off) {
+            Ok(n) => n,
+            Err(e) => return Err(self.fail("write", &e)),
+        };
+        if done == 0 {
+            return Err(SpillError::NoSpace);
         }
-        self.len = self.len.max(end);
-        Ok(())
+        self.len = self.len.max(off + done as u64);
+        Ok(done)
     }
 
     /// Zeroes `[off, end)` of the slot: pages it covers whole are given back

@@ -294,6 +294,22 @@ pub(super) fn fallocate(file: &File, mode: i32, off: u64, len: u64) -> io::Resul
     }
 }
 
+/// Writes `data` at `off` and returns how many bytes landed: fewer than
+/// all only when the file system ran out of room (ENOSPC, EDQUOT) partway.
+pub(super) fn write_some_at(file: &File, data: &[u8], off: u64) -> io::Result<usize> {
+    let mut done = 0;
+    while done < data.len() {
+        match file.write_at(&data[done..], off + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
 /// What [`SpillFile::prepare_write`] left of a write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Prepared {
@@ -704,16 +720,10 @@ impl SpillFile {
     /// (or a short count, when part of it landed, as a disk file system
     /// answers), and poisons nothing.
     fn write_now(&mut self, off: u64, data: &[u8]) -> Result<Prepared, SpillError> {
-        let mut done = 0;
-        while done < data.len() {
-            match self.file.write_at(&data[done..], off + done as u64) {
-                Ok(0) => break,
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) => break,
-                Err(e) => return Err(self.fail("write", &e)),
-            }
-        }
+        let done = match write_some_at(&self.file, data, off) {
+            Ok(n) => n,
+            Err(e) => return Err(self.fail("write", &e)),
+        };
         if done == 0 {
             return Err(SpillError::NoSpace);
         }
