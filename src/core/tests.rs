@@ -235,9 +235,10 @@ fn an_answer_that_unwinds_still_leaves_the_bytes_written() {
 
 #[test]
 fn a_failed_spill_is_not_tried_again_at_every_write() {
-    // Past spool=256k the file would spill, but its disk copy needs room
-    // that size=400k does not have: the file stays in RAM.
+    // Past spool=256k the file would spill, but the spill directory is
+    // gone (a failing disk): the file stays in RAM.
     let (_parent, fs) = spilling_fs("size=400k,spool=256k");
+    std::fs::remove_dir(fs.tiers.dir.as_ref().unwrap().path()).unwrap();
     let (_, fh) = create(&fs, NodeId::ROOT, "f");
     let mut off = 0;
     for _ in 0..84 {
@@ -1340,4 +1341,26 @@ fn a_closed_spilled_file_is_charged_for_what_it_holds() {
     let (fh, _) = fs.open_file(USER, ino, libc::O_RDONLY, false).unwrap();
     let got = fs.read(fh, (3 << 20) - 1, 10).unwrap();
     assert_eq!(got, [1, b'x']);
+}
+
+#[test]
+fn a_spill_near_a_full_mount_does_not_need_room_for_the_file_twice() {
+    // 1.9 MiB in RAM over max_ram=1m, with 3 MiB of size=: the disk copy
+    // and the RAM copy together would not fit, but the move changes
+    // nothing the mount holds.
+    let (_parent, fs) = spilling_fs("size=3m,max_ram=1m,spool=2m");
+    let (ino, fh) = create(&fs, NodeId::ROOT, "f");
+    let data: Vec<u8> = (0..1_900_000u32).map(|i| (i % 253) as u8).collect();
+    fs.write(fh, 0, &data).unwrap();
+    fs.relieve_pressure();
+    let s = fs.stats();
+    assert_eq!(
+        (fs.tier(ino), s.spill_failures, s.ram_bytes),
+        (Ok(Tier::Spill), 0, 0),
+        "{s:?}"
+    );
+    assert!(s.bytes < 2 << 20 && s.bytes >= 1_900_000, "{s:?}");
+    assert_eq!(fs.read(fh, 0, 2 << 20).unwrap(), data);
+    // And the limit still holds for writes.
+    assert_eq!(fs.write(fh, 1_900_000, &[1; 2 << 20]), Err(FsError::NoSpace));
 }

@@ -389,16 +389,26 @@ impl FileData {
 
     /// Replaces the storage with `to`, filled with a copy of the bytes. On
     /// failure `to` is released and the file is unchanged.
+    ///
+    /// The copy is charged to a budget of its own, without limits, and
+    /// handed to `budget` once the old storage is given back: a move does
+    /// not change what the mount holds, so it must not need room under
+    /// `size=` for the file twice (which near a full mount would keep files
+    /// in RAM past `max_ram=`). The spill disk's own room is still checked,
+    /// by fallocate.
     fn move_to(&mut self, mut to: FileData, budget: &Budget) -> StorageResult<()> {
+        let staging = Budget::new(u64::MAX, u64::MAX);
         let len = self.len();
         let copied = self
-            .copy_out(|off, bytes| to.write_at(off, bytes, budget))
-            .and_then(|()| to.set_len(len, budget));
+            .copy_out(|off, bytes| to.write_at(off, bytes, &staging))
+            .and_then(|()| to.set_len(len, &staging));
         if let Err(e) = copied {
-            to.release(budget);
+            to.release(&staging);
             return Err(e);
         }
         self.release(budget);
+        budget.force_ram(staging.ram());
+        budget.force_bytes(staging.bytes() - staging.ram());
         *self = to;
         Ok(())
     }
