@@ -1364,3 +1364,21 @@ fn a_spill_near_a_full_mount_does_not_need_room_for_the_file_twice() {
     // And the limit still holds for writes.
     assert_eq!(fs.write(fh, 1_900_000, &[1; 2 << 20]), Err(FsError::NoSpace));
 }
+
+#[test]
+fn a_small_file_with_blocks_reserved_past_a_slot_is_spilled_or_left_never_miscounted() {
+    let (_parent, fs) = spilling_fs("size=64m,max_ram=64k");
+    // Size 0 with 128 KiB reserved (fallocate KEEP_SIZE): too much for a
+    // slot, enough for a spill file.
+    let (big, fh) = create(&fs, NodeId::ROOT, "reserved");
+    fs.fallocate(fh, 0, 128 << 10, Fallocate::KeepSize).unwrap();
+    // 10 bytes and one page reserved at 100 KiB: neither.
+    let (small, fh) = create(&fs, NodeId::ROOT, "small");
+    fs.write(fh, 0, b"0123456789").unwrap();
+    fs.fallocate(fh, 100 << 10, 4096, Fallocate::KeepSize).unwrap();
+    fs.relieve_pressure();
+    assert_eq!((fs.tier(big), fs.tier(small)), (Ok(Tier::Spill), Ok(Tier::Ram)));
+    let s = fs.stats();
+    assert_eq!((s.spills, s.files_spilled, s.files_packed), (1, 1, 0), "{s:?}");
+    assert_eq!(fs.read(fh, 0, 100).unwrap(), b"0123456789");
+}

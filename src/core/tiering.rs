@@ -12,8 +12,9 @@
 //!   (90% of the budget). Files of at most 64 KiB go into slots of shared
 //!   pack files rather than spill files of their own (see
 //!   [`crate::storage::pack`]), so that however many small files fill the
-//!   budget, they take a handful of descriptors. Requests never wait for another file's spill: the
-//!   worker only takes data locks it can get at once. A writer over the
+//!   budget, they take a handful of descriptors. Requests never wait for
+//!   another file's spill: the worker only takes data locks it can get at
+//!   once. A writer over the
 //!   budget by more than a sixteenth spills its own file, which it already
 //!   holds, so memory stays bounded even when one writer outruns the worker.
 //! - Memory freed by spilling is handed back to the system at once
@@ -243,8 +244,11 @@ impl Fs {
             return false;
         }
         let moved = match how {
-            Move::Spill => data.spill(dir, &self.budget),
-            Move::Pack => data.pack(dir, &self.budget),
+            Move::Pack if data.packable() => data.pack(dir, &self.budget),
+            // Small, but with blocks reserved past the slot (fallocate
+            // KEEP_SIZE): a spill file when it holds enough to be worth one.
+            Move::Pack if data.allocated() < MIN_VICTIM => return false,
+            Move::Pack | Move::Spill => data.spill(dir, &self.budget),
         };
         match moved {
             Ok(()) => {

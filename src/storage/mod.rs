@@ -439,7 +439,8 @@ impl FileData {
     }
 
     /// Moves a [`FileData::packable`] file into a slot of a pack file in
-    /// `dir`; does nothing for any other. On failure the file stays in RAM, unchanged.
+    /// `dir`; does nothing for any other. On failure the file stays in
+    /// RAM, unchanged.
     ///
     /// # Errors
     /// As for [`FileData::spill`].
@@ -452,11 +453,11 @@ impl FileData {
     }
 
     /// Moves the bytes back into memory; does nothing if they are there
-    /// already. On failure the file stays on disk, unchanged.
+    /// already. On failure the file stays on disk, unchanged. Like every
+    /// move, it is not refused for `size=` (see `move_to`).
     ///
     /// # Errors
-    /// [`StorageError::NoSpace`] when memory cannot be reserved, or
-    /// [`StorageError::Io`] for a failed spill file.
+    /// [`StorageError::Io`] for a failed spill or pack file.
     pub fn unspill(&mut self, budget: &Budget) -> StorageResult<()> {
         if matches!(self, Self::Ram(_)) {
             return Ok(());
