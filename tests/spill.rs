@@ -207,13 +207,7 @@ fn a_full_copy_on_write_spill_disk_loses_no_answered_write() {
     // must be copied before it is answered.
     let disk = LoopFs::btrfs(128);
     let m = MountGuard::new(&format!("spool=64k,spill_dir={}", disk.path().display()));
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(m.join("f"))
-        .unwrap();
+    let f = new_rw(&m.join("f"));
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
     loop {
@@ -419,6 +413,17 @@ fn many_small_files_over_max_ram_are_packed_with_few_descriptors() {
     eventually(10, "every byte given back", || m.counters()["bytes"] == 0);
 }
 
+/// An empty file at `path`, open for reading and writing.
+fn new_rw(path: &std::path::Path) -> File {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .unwrap()
+}
+
 /// A cheap pattern for large streams: one pseudo-random word per 8 bytes.
 fn fill_fast(off: u64, buf: &mut [u8]) {
     for (i, w) in buf.chunks_exact_mut(8).enumerate() {
@@ -432,13 +437,7 @@ fn unlinked_spilled_files_are_freed_on_last_close() {
     let disk = LoopFs::new(48);
     let m = MountGuard::new(&format!("spool=64k,spill_dir={}", disk.path().display()));
     let before = disk.used();
-    let mut f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(m.join("f"))
-        .unwrap();
+    let mut f = new_rw(&m.join("f"));
     f.write_all(&vec![1u8; 8 << 20]).unwrap();
     // Under writeback=on the bytes would reach the daemon only by fsync.
     f.sync_all().unwrap();

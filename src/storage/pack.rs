@@ -33,7 +33,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::budget::Budget;
-use super::spill::{fallocate, nameless_file, write_some_at, SpillError};
+use super::spill::{fallocate, nameless_file, poison, write_some_at, SpillError};
 
 /// The largest file a slot holds.
 pub const SLOT: u64 = 64 << 10;
@@ -191,10 +191,7 @@ impl PackedFile {
     }
 
     fn fail(&self, what: &str, e: &io::Error) -> SpillError {
-        if !self.failed.swap(true, Ordering::Relaxed) {
-            tracing::error!("pack file {what} failed: {e}; the file answers EIO from now on");
-        }
-        SpillError::Failed
+        poison(&self.failed, "pack file", what, e)
     }
 
     /// The slot, or `Failed` for a poisoned (or released) file.

@@ -13,7 +13,10 @@
 //! its bytes are copied after ([`SpillFile::prepare_write`]). So every
 //! write first reserves its range with `fallocate`, which fails cleanly
 //! with ENOSPC, and the disk file's size is never below the logical size,
-//! so no access through the map lands past its end. Reservations of a
+//! so no access through the map lands past its end. That promise holds on
+//! ext4, XFS and tmpfs only: on other spill file systems (copy-on-write,
+//! network) each write is copied before it is answered, and running out
+//! there is that write's ENOSPC, or a short write. Reservations of a
 //! growing file come in steps proportional to its size (1 MiB to 64 MiB),
 //! so sequential writes rarely need the syscall.
 //!
@@ -310,6 +313,15 @@ pub(super) fn write_some_at(file: &File, data: &[u8], off: u64) -> io::Result<us
     Ok(done)
 }
 
+/// Marks a file failed after the I/O error `e` in `what`; logged once per
+/// file, which answers EIO from then on.
+pub(super) fn poison(failed: &AtomicBool, kind: &str, what: &str, e: &io::Error) -> SpillError {
+    if !failed.swap(true, Ordering::Relaxed) {
+        tracing::error!("{kind} {what} failed: {e}; the file answers EIO from now on");
+    }
+    SpillError::Failed
+}
+
 /// What [`SpillFile::prepare_write`] left of a write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Prepared {
@@ -502,10 +514,7 @@ impl SpillFile {
     }
 
     fn fail(&self, what: &str, e: &io::Error) -> SpillError {
-        if !self.failed.swap(true, Ordering::Relaxed) {
-            tracing::error!("spill file {what} failed: {e}; the file answers EIO from now on");
-        }
-        SpillError::Failed
+        poison(&self.failed, "spill file", what, e)
     }
 
     fn check(&self) -> Result<(), SpillError> {
