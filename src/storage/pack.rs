@@ -7,7 +7,7 @@
 //! [`SLOT`] bytes that the budget pushes out of RAM goes into a slot of a
 //! pack file instead. Pack files are nameless like spill files (made in the
 //! same private directory, gone with the daemon), each a sparse file of
-//! [`SLOTS_PER_FILE`] slots, and the mount opens another only when all
+//! 65,536 slots, and the mount opens another only when all
 //! slots of the ones it has are taken.
 //!
 //! A packed file holds disk blocks only for the 4 KiB pages it has
