@@ -871,25 +871,14 @@ impl SpillFile {
             if pos >= end {
                 return holes;
             }
-            let Ok(at) = i64::try_from(pos) else { break };
-            // SAFETY: lseek on a descriptor we own; pread/pwrite ignore
-            // the position.
-            let data = unsafe { libc::lseek(self.file.as_raw_fd(), at, libc::SEEK_DATA) };
-            let Ok(data) = u64::try_from(data) else {
-                // ENXIO: no data from here on (or the seek failed).
+            // No data from here on (or the seek failed): the rest counts.
+            let Some(data) = self.lseek(pos, libc::SEEK_DATA) else {
                 break;
             };
-            let data_page = data / PAGE * PAGE;
-            holes += data_page.min(end).saturating_sub(pos);
-            // SAFETY: as above.
-            let hole = unsafe {
-                libc::lseek(
-                    self.file.as_raw_fd(),
-                    i64::try_from(data).unwrap_or(i64::MAX),
-                    libc::SEEK_HOLE,
-                )
+            holes += (data / PAGE * PAGE).min(end).saturating_sub(pos);
+            let Some(hole) = self.lseek(data, libc::SEEK_HOLE) else {
+                break;
             };
-            let Ok(hole) = u64::try_from(hole) else { break };
             pos = hole.div_ceil(PAGE) * PAGE;
         }
         holes + end.saturating_sub(pos)
@@ -927,6 +916,12 @@ impl SpillFile {
         if off >= self.len() {
             return None;
         }
+        self.lseek(off, whence)
+    }
+
+    /// lseek on the disk file, past the logical size too; `None` for
+    /// ENXIO (no data, or no hole, from `off` on) and other errors.
+    fn lseek(&self, off: u64, whence: i32) -> Option<u64> {
         // SAFETY: lseek on a descriptor we own; pread/pwrite ignore the position.
         let r = unsafe { libc::lseek(self.file.as_raw_fd(), i64::try_from(off).ok()?, whence) };
         u64::try_from(r).ok()
