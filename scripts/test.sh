@@ -87,6 +87,10 @@ run "fsx" with_mount "size=2g" bash tests/scripts/fsx.sh
 # packed, past 64 KiB spilled, and truncates below 16 KiB bring it back;
 # with busy polling, so that the polling worker is exercised too.
 run "fsx across tiers" with_mount "size=2g,spool=64k,max_ram=16k,busy_poll=200" env FSX_FLEN=262144 bash tests/scripts/fsx.sh
+# The same budget with a spool threshold the file never reaches: every
+# move is the spiller's (packed while small, spilled past 64 KiB, back to
+# RAM below 256 KiB), some 3,000 of them in 100,000 operations.
+run "fsx across tiers by pressure" with_mount "size=2g,spool=1m,max_ram=16k" env FSX_FLEN=262144 bash tests/scripts/fsx.sh
 # passthrough=on: reopens of the spilled file are passed through to the
 # kernel, truncates below 16 KiB bring it back to RAM at its last close, so
 # the file keeps alternating between the kernel's I/O and the daemon's.
