@@ -281,7 +281,7 @@ pub struct Stats {
     pub pack_files: u64,
     /// Moves from RAM to the spill tier (packs included).
     pub spills: u64,
-    /// Moves back from the spill tier to RAM.
+    /// Moves back from disk (a spill file or a pack slot) to RAM.
     pub returns: u64,
     /// Spills that failed (no room on the spill disk or under `size=`, or
     /// a disk error); the file stayed in RAM.
@@ -645,7 +645,7 @@ impl Fs {
             if size < before {
                 self.after_shrink(&node, &mut d);
             }
-            node.publish(&d);
+            self.publish(&node, &d);
             size_changed = true;
         }
         let mut m = node.meta.lock();
@@ -1293,7 +1293,7 @@ impl Fs {
             // Cut short while the kernel held it: back to RAM now.
             self.after_shrink(node, &mut d);
         }
-        node.publish(&d);
+        self.publish(node, &d);
         if close {
             saturating_dec(&node.opens, 1)
         } else {
@@ -1315,7 +1315,7 @@ impl Fs {
             if let Err(e) = d.settle_passthrough(&self.budget) {
                 tracing::debug!(ino = node.id.0, "cannot charge passthrough writes: {e:?}");
             }
-            node.publish(&d);
+            self.publish(&node, &d);
         }
     }
 
@@ -1463,7 +1463,7 @@ impl Fs {
             Ok(w) => w,
             Err(e) => return answer(Err(storage(e))),
         };
-        h.node.publish(&d);
+        self.publish(&h.node, &d);
         h.node.touch();
         let mut m = h.node.meta.lock();
         m.touch_modified(now());
@@ -1485,7 +1485,7 @@ impl Fs {
         if d.tier() == Tier::Ram {
             self.after_ram_growth(&h.node, &mut d);
         }
-        h.node.publish(&d);
+        self.publish(&h.node, &d);
         drop(d);
         if let Err(panic) = answered {
             std::panic::resume_unwind(panic);
@@ -1863,7 +1863,7 @@ impl Fs {
         if d.tier() == Tier::Ram {
             self.after_ram_growth(&h.node, &mut d);
         }
-        h.node.publish(&d);
+        self.publish(&h.node, &d);
         let changed = mode == Fallocate::PunchHole || d.len() != before;
         drop(d);
         if changed {
@@ -1929,7 +1929,7 @@ impl Fs {
             if d.tier() == Tier::Ram {
                 self.after_ram_growth(&hout.node, &mut d);
             }
-            hout.node.publish(&d);
+            self.publish(&hout.node, &d);
             drop(d);
             if let Err(e) = wrote {
                 // A short copy is reported as such; only a copy that moved

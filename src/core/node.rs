@@ -189,12 +189,13 @@ impl Node {
         NodeId(self.parent.load(Ordering::Acquire))
     }
 
-    /// Publishes a file's size and allocation after a change to its data.
-    pub(crate) fn publish(&self, data: &FileData) {
+    /// Publishes a file's size and allocation after a change to its data;
+    /// true when the bytes just came back from disk to RAM.
+    pub(crate) fn publish(&self, data: &FileData) -> bool {
         self.size.store(data.len(), Ordering::Release);
         self.allocated.store(data.allocated(), Ordering::Release);
-        self.spilled
-            .store(data.tier() != crate::storage::Tier::Ram, Ordering::Release);
+        let spilled = data.tier() != crate::storage::Tier::Ram;
+        self.spilled.swap(spilled, Ordering::AcqRel) && !spilled
     }
 
     pub(crate) fn touch(&self) {

@@ -1291,8 +1291,9 @@ fn small_files_over_the_ram_budget_are_packed_into_a_shared_file() {
     assert_eq!(fs.getattr(ino).unwrap().blocks, 8, "one page held");
     // Written past its slot, it moves out with its bytes.
     let head = got[..10].to_vec();
+    let returns = fs.stats().returns;
     fs.write(fh, 100_000, b"far").unwrap();
-    assert_ne!(fs.tier(ino), Ok(Tier::Packed));
+    assert_eq!((fs.tier(ino), fs.stats().returns), (Ok(Tier::Ram), returns + 1));
     let got = fs.read(fh, 0, 200_000).unwrap();
     assert_eq!(
         (got.len(), &got[..10], &got[100_000..]),

@@ -224,10 +224,7 @@ impl Fs {
     pub(crate) fn after_shrink(&self, node: &Node, data: &mut FileData) {
         if data.tier() == Tier::Spill && !data.in_passthrough() && data.len() <= self.tiers.spool / 4 {
             match data.unspill(&self.budget) {
-                Ok(()) => {
-                    self.tiers.returns.fetch_add(1, Ordering::Relaxed);
-                    node.publish(data);
-                }
+                Ok(()) => self.publish(node, data),
                 Err(e) => tracing::debug!(ino = node.id.0, "file stays spilled: {e:?}"),
             }
         }
@@ -254,7 +251,7 @@ impl Fs {
             Ok(()) => {
                 self.tiers.spills.fetch_add(1, Ordering::Relaxed);
                 node.spill_retry_at.store(0, Ordering::Relaxed);
-                node.publish(data);
+                self.publish(node, data);
                 true
             }
             Err(e) => {
@@ -367,8 +364,17 @@ impl Fs {
                 if let Err(e) = d.trim_reservation(&self.budget) {
                     tracing::debug!(ino = node.id.0, "cannot trim a spill reservation: {e:?}");
                 }
-                node.publish(&d);
+                self.publish(node, &d);
             }
+        }
+    }
+
+    /// Publishes a file's size, allocation and tier after a change to its
+    /// data ([`Node::publish`]), counting a move from disk back to RAM
+    /// (a truncated spilled file, a packed file grown past its slot).
+    pub(crate) fn publish(&self, node: &Node, data: &FileData) {
+        if node.publish(data) {
+            self.tiers.returns.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
