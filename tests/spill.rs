@@ -413,6 +413,94 @@ fn many_small_files_over_max_ram_are_packed_with_few_descriptors() {
     eventually(10, "every byte given back", || m.counters()["bytes"] == 0);
 }
 
+#[test]
+fn small_files_keep_their_bytes_while_the_spiller_moves_them_between_all_tiers() {
+    // A 256 KiB budget and files of up to ~100 KiB: the spiller packs,
+    // spills and brings files back while four writers change them.
+    let m = MountGuard::new("max_ram=256k,spool=1m");
+    let workers: Vec<_> = (0..4u64)
+        .map(|w| {
+            let dir = m.path().to_path_buf();
+            std::thread::spawn(move || churn_small_files(&dir, w, 3000))
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let c = m.counters();
+    eprintln!("four writers of small files under max_ram=256k: {c}");
+    assert!(
+        c["spills"].as_u64().unwrap() > 100 && c["returns"].as_u64().unwrap() > 100,
+        "{c}"
+    );
+    assert!(c["ram_high_water"].as_u64().unwrap() < 4 << 20, "{c}");
+}
+
+/// Random writes, truncates, deletes and reads of 20 files named for
+/// worker `w` in `dir`, each read checked against a model of the bytes.
+fn churn_small_files(dir: &std::path::Path, w: u64, ops: usize) {
+    let mut x = 0x9E37_79B9_7F4A_7C15 ^ (w + 1);
+    let mut next = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    let mut model: std::collections::HashMap<u64, Vec<u8>> = std::collections::HashMap::new();
+    for _ in 0..ops {
+        let k = next(20);
+        let path = dir.join(format!("w{w}-{k}"));
+        match next(20) {
+            0..=6 => {
+                let (off, n, b) = (next(90_000) as usize, next(9000) as usize, next(256) as u8);
+                let f = OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(&path)
+                    .unwrap();
+                f.write_all_at(&vec![b; n], off as u64).unwrap();
+                let cur = model.entry(k).or_default();
+                if n > 0 {
+                    if cur.len() < off + n {
+                        cur.resize(off + n, 0);
+                    }
+                    cur[off..off + n].fill(b);
+                }
+            }
+            7..=9 => {
+                let len = next(80_000);
+                let f = OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(&path)
+                    .unwrap();
+                f.set_len(len).unwrap();
+                model.entry(k).or_default().resize(len as usize, 0);
+            }
+            10 => {
+                if model.remove(&k).is_some() {
+                    fs::remove_file(&path).unwrap();
+                }
+            }
+            _ => {
+                if let Some(want) = model.get(&k) {
+                    assert!(fs::read(&path).unwrap() == *want, "{}: bytes differ", path.display());
+                }
+            }
+        }
+    }
+    for (k, want) in &model {
+        let path = dir.join(format!("w{w}-{k}"));
+        assert!(
+            fs::read(&path).unwrap() == *want,
+            "{}: bytes differ at the end",
+            path.display()
+        );
+    }
+}
+
 /// An empty file at `path`, open for reading and writing.
 fn new_rw(path: &std::path::Path) -> File {
     OpenOptions::new()
