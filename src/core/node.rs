@@ -194,8 +194,14 @@ impl Node {
     pub(crate) fn publish(&self, data: &FileData) -> bool {
         self.size.store(data.len(), Ordering::Release);
         self.allocated.store(data.allocated(), Ordering::Release);
+        // Callers hold the data lock: no other publisher races this one,
+        // and a write (two publishes per request) costs no atomic swap.
         let spilled = data.tier() != crate::storage::Tier::Ram;
-        self.spilled.swap(spilled, Ordering::AcqRel) && !spilled
+        let was = self.spilled.load(Ordering::Acquire);
+        if was != spilled {
+            self.spilled.store(spilled, Ordering::Release);
+        }
+        was && !spilled
     }
 
     pub(crate) fn touch(&self) {
