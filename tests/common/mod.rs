@@ -18,12 +18,20 @@ pub fn bin() -> &'static str {
 
 /// A copy of the binary that any user can run, whatever the permissions
 /// of the directories above the build tree (a checkout under /root, say).
+/// It is removed when the test process exits; copies left by test
+/// processes that were killed are removed by the next one.
 pub fn bin_for_anyone() -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     static COPY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     COPY.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("tmpfsd-test-bin.{}", std::process::id()));
+        remove_stale_binary_copies();
+        let dir = binary_copy_dir(std::process::id());
         std::fs::create_dir_all(&dir).unwrap();
+        extern "C" fn remove_copy() {
+            let _ = std::fs::remove_dir_all(binary_copy_dir(std::process::id()));
+        }
+        // SAFETY: atexit with a function that only removes a directory.
+        unsafe { libc::atexit(remove_copy) };
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let copy = dir.join("tmpfsd");
         std::fs::copy(bin(), &copy).unwrap();
@@ -31,6 +39,28 @@ pub fn bin_for_anyone() -> PathBuf {
         copy
     })
     .clone()
+}
+
+fn binary_copy_dir(pid: u32) -> PathBuf {
+    std::env::temp_dir().join(format!("tmpfsd-test-bin.{pid}"))
+}
+
+/// Removes the binary copies of test processes that no longer run.
+fn remove_stale_binary_copies() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("tmpfsd-test-bin.")) else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<i32>() else { continue };
+        // SAFETY: signal 0 only checks whether the process exists.
+        if unsafe { libc::kill(pid, 0) } != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// A tmpfsd mount in a fresh temporary directory, served by a foreground
