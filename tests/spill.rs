@@ -446,6 +446,14 @@ fn churn_small_files(dir: &std::path::Path, w: u64, ops: usize) {
         x ^= x << 17;
         x % n
     };
+    let open_or_create = |path: &std::path::Path| {
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .unwrap()
+    };
     let mut model: std::collections::HashMap<u64, Vec<u8>> = std::collections::HashMap::new();
     for _ in 0..ops {
         let k = next(20);
@@ -453,12 +461,7 @@ fn churn_small_files(dir: &std::path::Path, w: u64, ops: usize) {
         match next(20) {
             0..=6 => {
                 let (off, n, b) = (next(90_000) as usize, next(9000) as usize, next(256) as u8);
-                let f = OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(&path)
-                    .unwrap();
+                let f = open_or_create(&path);
                 f.write_all_at(&vec![b; n], off as u64).unwrap();
                 let cur = model.entry(k).or_default();
                 if n > 0 {
@@ -470,12 +473,7 @@ fn churn_small_files(dir: &std::path::Path, w: u64, ops: usize) {
             }
             7..=9 => {
                 let len = next(80_000);
-                let f = OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(&path)
-                    .unwrap();
+                let f = open_or_create(&path);
                 f.set_len(len).unwrap();
                 model.entry(k).or_default().resize(len as usize, 0);
             }
