@@ -277,13 +277,7 @@ impl PackedFile {
         }
         self.reserve(off, end, budget)?;
         let slot = self.slot()?;
-        let done = match write_some_at(&slot.file, data, slot.base() + off) {
-            Ok(n) => n,
-            Err(e) => return Err(self.fail("write", &e)),
-        };
-        if done == 0 {
-            return Err(SpillError::NoSpace);
-        }
+        let done = write_some_at(&slot.file, data, slot.base() + off, &self.failed, "pack file")?;
         self.len = self.len.max(off + done as u64);
         Ok(done)
     }

@@ -297,9 +297,18 @@ pub(super) fn fallocate(file: &File, mode: i32, off: u64, len: u64) -> io::Resul
     }
 }
 
-/// Writes `data` at `off` and returns how many bytes landed: fewer than
-/// all only when the file system ran out of room (ENOSPC, EDQUOT) partway.
-pub(super) fn write_some_at(file: &File, data: &[u8], off: u64) -> io::Result<usize> {
+/// Writes non-empty `data` at `off` of a `kind` file (for the log) and
+/// returns how many bytes landed: fewer than all only when the file system
+/// ran out of room (ENOSPC, EDQUOT) partway, as a disk file system answers
+/// a short write; [`SpillError::NoSpace`] when nothing landed. Any other
+/// error poisons the file (`failed`).
+pub(super) fn write_some_at(
+    file: &File,
+    data: &[u8],
+    off: u64,
+    failed: &AtomicBool,
+    kind: &str,
+) -> Result<usize, SpillError> {
     let mut done = 0;
     while done < data.len() {
         match file.write_at(&data[done..], off + done as u64) {
@@ -307,8 +316,11 @@ pub(super) fn write_some_at(file: &File, data: &[u8], off: u64) -> io::Result<us
             Ok(n) => done += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) => break,
-            Err(e) => return Err(e),
+            Err(e) => return Err(poison(failed, kind, "write", &e)),
         }
+    }
+    if done == 0 {
+        return Err(SpillError::NoSpace);
     }
     Ok(done)
 }
@@ -729,13 +741,7 @@ impl SpillFile {
     /// (or a short count, when part of it landed, as a disk file system
     /// answers), and poisons nothing.
     fn write_now(&mut self, off: u64, data: &[u8]) -> Result<Prepared, SpillError> {
-        let done = match write_some_at(&self.file, data, off) {
-            Ok(n) => n,
-            Err(e) => return Err(self.fail("write", &e)),
-        };
-        if done == 0 {
-            return Err(SpillError::NoSpace);
-        }
+        let done = write_some_at(&self.file, data, off, &self.failed, "spill file")?;
         self.len = self.len.max(off + done as u64);
         Ok(Prepared::Done(done))
     }
