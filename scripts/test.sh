@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs what the tests
 # need (fuse3, btrfs-progs, pjdfstest, fsx), checks formatting and lints, runs the unit
-# and mount tests, then pjdfstest and fsx against real tmpfsd mounts.
+# and mount tests, then CPython's file tests, pjdfstest and fsx against
+# real tmpfsd mounts.
 # Run it as root (pjdfstest switches users; the unprivileged-mount test
 # creates an ordinary user). Ends with one line: "suites: N passed, M failed".
 set -uo pipefail
@@ -80,6 +81,10 @@ pip_install() {
 
 run "api example on a mount" with_mount "" api_example
 run "pip install of the Python module" pip_install
+# CPython's own tests of temp files and file I/O, with the mount as TMPDIR
+# and working directory, on a small budget so that their files cross
+# tiers; a test skipped here but not on kernel tmpfs fails the run.
+run "python stdlib tests" with_mount "spool=64k,max_ram=1m" bash tests/scripts/pystdlib.sh
 run "pjdfstest" with_mount "allow_other,mode=0755" bash tests/scripts/pjdfstest.sh
 run "fsx" with_mount "size=2g" bash tests/scripts/fsx.sh
 # A tiny spool threshold and RAM budget, and files of up to 256 KiB, so
