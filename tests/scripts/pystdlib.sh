@@ -33,7 +33,7 @@ run_in() {
     log=$(mktemp)
     xml=$(mktemp)
     if ! (cd "$where" && TMPDIR="$where" python3 -m test --junit-xml "$xml" "${tests[@]}" >"$log" 2>&1); then
-        cat "$log" >&2
+        tail -n 100 "$log" >&2
         echo "python stdlib tests failed in $where" >&2
         rm -f "$log" "$xml"
         return 1
