@@ -33,7 +33,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::budget::Budget;
-use super::spill::{fallocate, nameless_file, poison, write_some_at, SpillError};
+use super::spill::{fallocate, nameless_file, poison, write_some_at, SpillError, KEEP_SIZE, PUNCH_HOLE};
 
 /// The largest file a slot holds.
 pub const SLOT: u64 = 64 << 10;
@@ -78,12 +78,7 @@ impl Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         // The slot's blocks go back to the disk; the slot to the free list.
-        if let Err(e) = fallocate(
-            &self.file,
-            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-            self.base(),
-            SLOT,
-        ) {
+        if let Err(e) = fallocate(&self.file, PUNCH_HOLE | KEEP_SIZE, self.base(), SLOT) {
             // A slot that may still hold bytes is not handed out again.
             tracing::error!("cannot free a slot of a pack file: {e}");
             return;
@@ -289,12 +284,7 @@ impl PackedFile {
             return Ok(());
         }
         let slot = self.slot()?;
-        if let Err(e) = fallocate(
-            &slot.file,
-            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-            slot.base() + off,
-            end - off,
-        ) {
+        if let Err(e) = fallocate(&slot.file, PUNCH_HOLE | KEEP_SIZE, slot.base() + off, end - off) {
             return Err(self.fail("punch hole", &e));
         }
         let freed = page_bits(off.div_ceil(PAGE), end / PAGE) & self.pages;

@@ -281,6 +281,21 @@ fn statfs_magic(path: &Path) -> io::Result<i64> {
     Ok(st.f_type as i64)
 }
 
+/// fallocate(2)'s KEEP_SIZE: reserve or punch without changing the size.
+#[cfg(target_os = "linux")]
+pub(super) const KEEP_SIZE: i32 = libc::FALLOC_FL_KEEP_SIZE;
+/// fallocate(2)'s PUNCH_HOLE (always with [`KEEP_SIZE`]).
+#[cfg(target_os = "linux")]
+pub(super) const PUNCH_HOLE: i32 = libc::FALLOC_FL_PUNCH_HOLE;
+/// [`fallocate`]'s KEEP_SIZE where the system has no fallocate(2).
+#[cfg(not(target_os = "linux"))]
+pub(super) const KEEP_SIZE: i32 = 0x01;
+/// [`fallocate`]'s PUNCH_HOLE where the system has no fallocate(2).
+#[cfg(not(target_os = "linux"))]
+pub(super) const PUNCH_HOLE: i32 = 0x02;
+
+/// fallocate(2) with mode 0, [`KEEP_SIZE`] or [`PUNCH_HOLE`] | [`KEEP_SIZE`].
+#[cfg(target_os = "linux")]
 pub(super) fn fallocate(file: &File, mode: i32, off: u64, len: u64) -> io::Result<()> {
     let (Ok(off), Ok(len)) = (i64::try_from(off), i64::try_from(len)) else {
         return Err(io::Error::from_raw_os_error(libc::EFBIG));
@@ -295,6 +310,55 @@ pub(super) fn fallocate(file: &File, mode: i32, off: u64, len: u64) -> io::Resul
             return Err(e);
         }
     }
+}
+
+/// fallocate(2)'s effect on file contents where there is no fallocate
+/// (macOS, the BSDs): a punched range is zeroed by writing zeros over the
+/// data in it (its blocks stay on the disk), a reservation reserves
+/// nothing and mode 0 only extends the size. Without reservations a full
+/// disk reaches a write as the write's own error, which such systems
+/// answer in time because they copy each write before answering it (see
+/// `keeps_reservations`).
+#[cfg(not(target_os = "linux"))]
+pub(super) fn fallocate(file: &File, mode: i32, off: u64, len: u64) -> io::Result<()> {
+    fallocate_by_writes(file, mode, off, len)
+}
+
+/// The body of [`fallocate`] where there is none, built on Linux too so
+/// that its tests run here.
+#[cfg(any(test, not(target_os = "linux")))]
+fn fallocate_by_writes(file: &File, mode: i32, off: u64, len: u64) -> io::Result<()> {
+    let end = off
+        .checked_add(len)
+        .filter(|e| i64::try_from(*e).is_ok())
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EFBIG))?;
+    let size = file.metadata()?.len();
+    if mode & PUNCH_HOLE == 0 {
+        if mode & KEEP_SIZE == 0 && end > size {
+            file.set_len(end)?;
+        }
+        return Ok(());
+    }
+    // Only the data in the range is written over: a hole across a large
+    // sparse file costs what the file holds, not its size.
+    let zeros = [0u8; 64 * 1024];
+    let (mut pos, stop) = (off, end.min(size));
+    while pos < stop {
+        // SAFETY: lseek on a descriptor we own; pwrite ignores the position.
+        let data = unsafe { libc::lseek(file.as_raw_fd(), pos as libc::off_t, libc::SEEK_DATA) };
+        let Ok(data) = u64::try_from(data) else { break };
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(file.as_raw_fd(), data as libc::off_t, libc::SEEK_HOLE) };
+        let hole = u64::try_from(hole).map_or(stop, |h| h.min(stop));
+        let mut at = data;
+        while at < hole {
+            let n = usize::try_from(hole - at).map_or(zeros.len(), |n| n.min(zeros.len()));
+            file.write_all_at(&zeros[..n], at)?;
+            at += n as u64;
+        }
+        pos = hole;
+    }
+    Ok(())
 }
 
 /// Writes non-empty `data` at `off` of a `kind` file (for the log) and
@@ -598,7 +662,7 @@ impl SpillFile {
             return Err(SpillError::NoSpace);
         }
         self.charged += bound;
-        if let Err(e) = fallocate(&self.file, libc::FALLOC_FL_KEEP_SIZE, from, to - from) {
+        if let Err(e) = fallocate(&self.file, KEEP_SIZE, from, to - from) {
             let _ = self.settle(budget);
             return Err(match e.raw_os_error() {
                 Some(libc::ENOSPC | libc::EDQUOT) => SpillError::NoSpace,
@@ -825,12 +889,7 @@ impl SpillFile {
         if off >= end {
             return Ok(());
         }
-        if let Err(e) = fallocate(
-            &self.file,
-            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-            off,
-            end - off,
-        ) {
+        if let Err(e) = fallocate(&self.file, PUNCH_HOLE | KEEP_SIZE, off, end - off) {
             return Err(self.fail("punch hole", &e));
         }
         self.reserved = self.reserved.min(off / PAGE * PAGE);
@@ -906,12 +965,7 @@ impl SpillFile {
         if self.reserved <= keep {
             return Ok(());
         }
-        if let Err(e) = fallocate(
-            &self.file,
-            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-            keep,
-            self.reserved - keep,
-        ) {
+        if let Err(e) = fallocate(&self.file, PUNCH_HOLE | KEEP_SIZE, keep, self.reserved - keep) {
             return Err(self.fail("punch hole", &e));
         }
         self.reserved = keep;
@@ -968,6 +1022,61 @@ impl SpillFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The write-based fallocate (for systems without fallocate(2)) leaves
+    /// the same bytes and size as Linux's, for every mode and range kind.
+    #[test]
+    fn fallocate_by_writes_matches_fallocate() {
+        const M: u64 = 1 << 20;
+        let dir = tempfile::tempdir().unwrap();
+        let open = |name: &str| {
+            let f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(dir.path().join(name))
+                .unwrap();
+            // Data, a hole, data: 3 MiB.
+            f.write_all_at(&vec![0xa5; M as usize], 0).unwrap();
+            f.write_all_at(&vec![0x5a; M as usize], 2 * M).unwrap();
+            f
+        };
+        let (real, ours) = (open("real"), open("ours"));
+        let ops = [
+            (PUNCH_HOLE | KEEP_SIZE, M / 2, 2 * M),   // across data, hole, data
+            (PUNCH_HOLE | KEEP_SIZE, 3 * M - 100, M), // past the end
+            (PUNCH_HOLE | KEEP_SIZE, 10 * M, M),      // wholly past the end
+            (KEEP_SIZE, 3 * M, 4 * M),                // reserve past the end
+            (0, 100, 10),                             // inside the file
+            (0, 4 * M, M + 7),                        // grows the file
+            (PUNCH_HOLE | KEEP_SIZE, 5 * M - 3, 10),  // the new end
+        ];
+        for (mode, off, len) in ops {
+            fallocate(&real, mode, off, len).unwrap();
+            fallocate_by_writes(&ours, mode, off, len).unwrap();
+            let (a, b) = (read_all(&real), read_all(&ours));
+            assert_eq!(a.len(), b.len(), "size after mode {mode} at {off}+{len}");
+            assert!(a == b, "bytes after mode {mode} at {off}+{len}");
+        }
+        let b = read_all(&ours);
+        assert_eq!(b.len() as u64, 5 * M + 7);
+        assert!(b[..(M / 2) as usize].iter().all(|&x| x == 0xa5));
+        assert!(b[(M / 2) as usize..(5 * M / 2) as usize].iter().all(|&x| x == 0));
+        assert!(b[(5 * M / 2) as usize..(3 * M - 100) as usize]
+            .iter()
+            .all(|&x| x == 0x5a));
+        assert!(b[(3 * M - 100) as usize..].iter().all(|&x| x == 0));
+        assert!(matches!(
+            fallocate_by_writes(&ours, 0, u64::MAX - 1, 2).map_err(|e| e.raw_os_error()),
+            Err(Some(libc::EFBIG))
+        ));
+    }
+
+    fn read_all(f: &File) -> Vec<u8> {
+        let mut v = vec![0; usize::try_from(f.metadata().unwrap().len()).unwrap()];
+        f.read_exact_at(&mut v, 0).unwrap();
+        v
+    }
 
     #[test]
     fn a_trim_gives_back_the_reservation_step_but_not_what_fallocate_asked_for() {
