@@ -2,11 +2,12 @@
 //! no other test in this process can be reading at the same time.
 
 use std::io::{Seek, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Where an open descriptor's file is (or was, before unlinking).
 #[cfg(target_os = "linux")]
-fn fd_dir(fd: &impl std::os::fd::AsRawFd) -> PathBuf {
+fn fd_dir(fd: &impl std::os::fd::AsRawFd) -> std::path::PathBuf {
+    use std::path::PathBuf;
     let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap();
     let s = link.to_string_lossy();
     PathBuf::from(s.trim_end_matches(" (deleted)"))

@@ -33,11 +33,26 @@ impl Ready {
 fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: fds is a valid array of two ints.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+    #[cfg(target_os = "linux")]
+    let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    // No pipe2 on macOS: the flag is set after, before any thread or child
+    // exists that could inherit the descriptors in between.
+    // SAFETY: as above.
+    #[cfg(not(target_os = "linux"))]
+    let r = unsafe { libc::pipe(fds.as_mut_ptr()) };
+    if r != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    // SAFETY: pipe2 returned two fresh descriptors that we now own.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    // SAFETY: pipe returned two fresh descriptors that we now own.
+    let ends = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    #[cfg(not(target_os = "linux"))]
+    for fd in [&ends.0, &ends.1] {
+        // SAFETY: fcntl on a descriptor we own.
+        if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(ends)
 }
 
 /// Points stdin, stdout and stderr at /dev/null (keeping fds 0-2 taken,

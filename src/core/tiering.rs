@@ -421,6 +421,7 @@ impl IdleTrim {
 /// Returns freed heap memory to the system. glibc keeps freed blocks in its
 /// arenas, where they would still count as the daemon's resident memory.
 /// It walks every arena, so it runs at most once per 50 ms.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn give_back_memory() {
     static LAST_MS: AtomicU64 = AtomicU64::new(0);
     let now = SystemTime::now()
@@ -434,12 +435,15 @@ fn give_back_memory() {
     {
         return;
     }
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free memory; it has no preconditions.
     unsafe {
         libc::malloc_trim(0);
     }
 }
+
+/// Other allocators have no such call; they decide alone what goes back.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn give_back_memory() {}
 
 /// The xattr on the root directory that reads as the mount's counters in
 /// JSON (for `tmpfsd status`); it is not listed and cannot be set.

@@ -6,6 +6,7 @@ use std::ffi::OsString;
 use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
+#[cfg(target_os = "linux")]
 use std::process::Command;
 
 mod record;
@@ -93,8 +94,51 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
 ///
 /// # Errors
 /// /proc/self/mountinfo could not be read.
+#[cfg(target_os = "linux")]
 pub fn mounts() -> io::Result<Vec<MountEntry>> {
     Ok(parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo")?))
+}
+
+/// The mount table, from getmntinfo(3). Entries take the Linux shapes the
+/// rest of this module reads: a macFUSE mount of tmpfsd shows as type
+/// `fuse` with source `tmpfsd`, and its owner as `user_id=`.
+///
+/// # Errors
+/// getmntinfo failed.
+#[cfg(target_os = "macos")]
+pub fn mounts() -> io::Result<Vec<MountEntry>> {
+    use std::ffi::CStr;
+    let mut list: *mut libc::statfs = std::ptr::null_mut();
+    // SAFETY: getmntinfo points `list` at an array it owns, of n entries.
+    let n = unsafe { libc::getmntinfo(&mut list, libc::MNT_NOWAIT) };
+    let Ok(n) = usize::try_from(n) else {
+        return Err(io::Error::last_os_error());
+    };
+    if list.is_null() {
+        return Ok(Vec::new());
+    }
+    // SAFETY: as above.
+    let entries = unsafe { std::slice::from_raw_parts(list, n) };
+    Ok(entries
+        .iter()
+        .map(|m| {
+            // SAFETY: the name fields are NUL-terminated C strings.
+            let text = |f: &[libc::c_char]| unsafe { CStr::from_ptr(f.as_ptr()) }.to_string_lossy().into_owned();
+            let fs_type = text(&m.f_fstypename);
+            let fuse = ["macfuse", "osxfuse", "fuse-t"].iter().any(|t| fs_type.starts_with(t));
+            MountEntry {
+                dev: {
+                    // SAFETY: fsid_t is two i32s (its field is private in libc).
+                    let v: [i32; 2] = unsafe { std::mem::transmute(m.f_fsid) };
+                    format!("{}:{}", v[0], v[1])
+                },
+                mount_point: PathBuf::from(text(&m.f_mntonname)),
+                fs_type: if fuse { "fuse".to_string() } else { fs_type },
+                source: text(&m.f_mntfromname),
+                super_options: format!("user_id={}", m.f_owner),
+            }
+        })
+        .collect())
 }
 
 /// The mount whose mount point is exactly `path` (the last one, if stacked).
@@ -125,6 +169,7 @@ pub fn fs_type_magic(path: &Path) -> io::Result<i64> {
 
 /// The error of starting `fusermount3`, saying what to install when it
 /// is missing.
+#[cfg(target_os = "linux")]
 pub(crate) fn fusermount3_error(e: io::Error) -> io::Error {
     if e.kind() == io::ErrorKind::NotFound {
         io::Error::new(e.kind(), "fusermount3 not found (install fuse3)")
@@ -140,6 +185,7 @@ pub(crate) fn fusermount3_error(e: io::Error) -> io::Error {
 /// # Errors
 /// EBUSY (without `lazy`), EINVAL when `path` is not a mount point, or
 /// fusermount3's own error.
+#[cfg(target_os = "linux")]
 pub fn unmount(path: &Path, lazy: bool) -> io::Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
@@ -172,6 +218,23 @@ pub fn unmount(path: &Path, lazy: bool) -> io::Result<()> {
     } else {
         msg.to_string()
     }))
+}
+
+/// Unmounts `path` with unmount(2), which macFUSE and the BSDs allow the
+/// user who mounted; `lazy` forces it (MNT_FORCE), as they have no detach.
+///
+/// # Errors
+/// EBUSY (without `lazy`), EINVAL when `path` is not a mount point, EPERM
+/// for another user's mount.
+#[cfg(not(target_os = "linux"))]
+pub fn unmount(path: &Path, lazy: bool) -> io::Result<()> {
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    let flags = if lazy { libc::MNT_FORCE } else { 0 };
+    // SAFETY: c is a valid NUL-terminated path.
+    if unsafe { libc::unmount(c.as_ptr(), flags) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Unmounts `path` (not lazily), retrying while it is busy for up to

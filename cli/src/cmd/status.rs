@@ -71,7 +71,11 @@ fn read_counters(mount: &Path) -> Option<Stats> {
     let name = std::ffi::CString::new(STATS_XATTR).ok()?;
     let mut buf = vec![0u8; 64 << 10];
     // SAFETY: valid NUL-terminated strings and a buffer of the given length.
+    #[cfg(target_os = "linux")]
     let n = unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    // SAFETY: as above (macOS adds a position and options).
+    #[cfg(target_os = "macos")]
+    let n = unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len(), 0, 0) };
     let n = usize::try_from(n).ok()?;
     serde_json::from_slice(&buf[..n]).ok()
 }

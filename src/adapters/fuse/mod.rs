@@ -142,6 +142,30 @@ fn node(ino: INodeNo) -> NodeId {
     NodeId(ino.0)
 }
 
+/// renameat2(2)'s flags for the core; `None` (EINVAL) for whiteouts and
+/// anything unknown.
+#[cfg(target_os = "linux")]
+fn rename_flags(flags: RenameFlags) -> Option<core::RenameFlags> {
+    let known = RenameFlags::RENAME_NOREPLACE | RenameFlags::RENAME_EXCHANGE;
+    known.contains(flags).then(|| core::RenameFlags {
+        noreplace: flags.contains(RenameFlags::RENAME_NOREPLACE),
+        exchange: flags.contains(RenameFlags::RENAME_EXCHANGE),
+    })
+}
+
+/// renamex_np(2)'s flags (macOS) for the core: RENAME_EXCL refuses an
+/// existing target, RENAME_SWAP exchanges; `None` (EINVAL) for the rest.
+#[cfg(not(target_os = "linux"))]
+fn rename_flags(flags: RenameFlags) -> Option<core::RenameFlags> {
+    const EXCL: u32 = 0x4;
+    const SWAP: u32 = 0x2;
+    let bits = flags.bits();
+    (bits & !(EXCL | SWAP) == 0).then_some(core::RenameFlags {
+        noreplace: bits & EXCL != 0,
+        exchange: bits & SWAP != 0,
+    })
+}
+
 fn handle(fh: FileHandle) -> HandleId {
     HandleId(fh.0)
 }
@@ -341,12 +365,8 @@ impl Filesystem for FuseFs {
         reply: ReplyEmpty,
     ) {
         self.guarded("rename", || {
-            if flags.contains(RenameFlags::RENAME_WHITEOUT) {
+            let Some(flags) = rename_flags(flags) else {
                 return reply.error(Errno::EINVAL);
-            }
-            let flags = core::RenameFlags {
-                noreplace: flags.contains(RenameFlags::RENAME_NOREPLACE),
-                exchange: flags.contains(RenameFlags::RENAME_EXCHANGE),
             };
             let r = self
                 .fs
