@@ -39,6 +39,7 @@ run "cargo fmt" cargo fmt --all -- --check
 run "cargo clippy" cargo clippy --all-targets --locked -- -D warnings
 run "cargo test" cargo test --workspace --locked
 run "cargo doc" env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --document-private-items --locked --quiet
+run "macOS type-check" bash tests/scripts/macos-check.sh
 bin="$repo/target/debug/tmpfsd"
 
 # A mount for one external suite; always unmounted, by path.
