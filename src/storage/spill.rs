@@ -344,12 +344,10 @@ fn fallocate_by_writes(file: &File, mode: i32, off: u64, len: u64) -> io::Result
     let zeros = [0u8; 64 * 1024];
     let (mut pos, stop) = (off, end.min(size));
     while pos < stop {
-        // SAFETY: lseek on a descriptor we own; pwrite ignores the position.
-        let data = unsafe { libc::lseek(file.as_raw_fd(), pos as libc::off_t, libc::SEEK_DATA) };
-        let Ok(data) = u64::try_from(data) else { break };
-        // SAFETY: as above.
-        let hole = unsafe { libc::lseek(file.as_raw_fd(), data as libc::off_t, libc::SEEK_HOLE) };
-        let hole = u64::try_from(hole).map_or(stop, |h| h.min(stop));
+        let Some(data) = lseek(file, pos, libc::SEEK_DATA) else {
+            break;
+        };
+        let hole = lseek(file, data, libc::SEEK_HOLE).map_or(stop, |h| h.min(stop));
         let mut at = data;
         while at < hole {
             let n = usize::try_from(hole - at).map_or(zeros.len(), |n| n.min(zeros.len()));
@@ -359,6 +357,14 @@ fn fallocate_by_writes(file: &File, mode: i32, off: u64, len: u64) -> io::Result
         pos = hole;
     }
     Ok(())
+}
+
+/// lseek(2) on `file`; `None` for ENXIO (no data, or no hole, from `off`
+/// on) and other errors. pread and pwrite ignore the position it sets.
+fn lseek(file: &File, off: u64, whence: i32) -> Option<u64> {
+    // SAFETY: lseek on a descriptor the caller owns.
+    let r = unsafe { libc::lseek(file.as_raw_fd(), i64::try_from(off).ok()?, whence) };
+    u64::try_from(r).ok()
 }
 
 /// Writes non-empty `data` at `off` of a `kind` file (for the log) and
@@ -979,12 +985,9 @@ impl SpillFile {
         self.lseek(off, whence)
     }
 
-    /// lseek on the disk file, past the logical size too; `None` for
-    /// ENXIO (no data, or no hole, from `off` on) and other errors.
+    /// [`lseek`] on the disk file, past the logical size too.
     fn lseek(&self, off: u64, whence: i32) -> Option<u64> {
-        // SAFETY: lseek on a descriptor we own; pread/pwrite ignore the position.
-        let r = unsafe { libc::lseek(self.file.as_raw_fd(), i64::try_from(off).ok()?, whence) };
-        u64::try_from(r).ok()
+        lseek(&self.file, off, whence)
     }
 
     /// SEEK_DATA (reserved but unwritten blocks count as data).
