@@ -14,7 +14,8 @@
 # leaves out test_sqlite3).
 #
 # Usage: pystdlib.sh DIR
-# Prints "python stdlib: N test files passed, S tests skipped (each skipped on tmpfs too)".
+# Prints "python stdlib: N test files passed, S tests skipped (each skipped
+# on tmpfs too)", followed by the files it could not run, if any.
 set -euo pipefail
 dir=${1:?usage: pystdlib.sh DIR}
 tests=(test_tempfile test_os test_shutil test_mmap test_fcntl test_posix test_io test_fileio
