@@ -433,7 +433,10 @@ fn small_files_keep_their_bytes_while_the_spiller_moves_them_between_all_tiers()
         c["spills"].as_u64().unwrap() > 100 && c["returns"].as_u64().unwrap() > 100,
         "{c}"
     );
-    assert!(c["ram_high_water"].as_u64().unwrap() < 4 << 20, "{c}");
+    // Writers past the budget by a sixteenth move their own file out, so
+    // RAM passes 272 KiB by what four writers and four returns add at once
+    // (two 64 KiB chunks each at most): 1.3 MiB. Seen: 0.75 to 0.86 MB.
+    assert!(c["ram_high_water"].as_u64().unwrap() < 1536 << 10, "{c}");
 }
 
 /// Random writes, truncates, deletes and reads of 20 files named for

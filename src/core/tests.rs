@@ -1383,3 +1383,59 @@ fn a_small_file_with_blocks_reserved_past_a_slot_is_spilled_or_left_never_miscou
     assert_eq!((s.spills, s.files_spilled, s.files_packed), (1, 1, 0), "{s:?}");
     assert_eq!(fs.read(fh, 0, 100).unwrap(), b"0123456789");
 }
+
+#[test]
+fn writers_past_the_budget_move_their_own_files_out_when_the_spiller_is_behind() {
+    // No spiller thread runs: only the writers hold the budget. 64 files
+    // of 128 KiB, written 16 KiB at a time, are 8 MiB for a 1 MiB budget.
+    let (_parent, fs) = spilling_fs("size=1g,max_ram=1m,spool=1m");
+    let (max, piece) = (1u64 << 20, 16usize << 10);
+    let mut files = Vec::new();
+    for i in 0..64u8 {
+        let (ino, fh) = create(&fs, NodeId::ROOT, &format!("f{i}"));
+        for off in (0..128 << 10).step_by(piece) {
+            fs.write(fh, off, &vec![i; piece]).unwrap();
+        }
+        files.push((ino, fh));
+    }
+    // Past the hard limit (a sixteenth over) by one chunk at most: the
+    // write that crossed it, before its file moved out.
+    let s = fs.stats();
+    let chunk = crate::storage::ram::CHUNK_SIZE as u64;
+    assert!(s.ram_high_water <= max + max / 16 + chunk, "{s:?}");
+    assert!(s.files_spilled >= 50 && s.spill_failures == 0, "{s:?}");
+    for (i, (_, fh)) in files.iter().enumerate() {
+        assert!(
+            fs.read(*fh, 0, 1 << 20).unwrap() == vec![i as u8; 128 << 10],
+            "file {i}"
+        );
+    }
+}
+
+#[test]
+fn a_truncated_file_comes_back_to_ram_only_when_the_budget_has_room() {
+    let (_parent, fs) = spilling_fs("size=1g,max_ram=1m,spool=64k");
+    let (big, fh) = create(&fs, NodeId::ROOT, "big");
+    fs.write(fh, 0, &[9u8; 200_000]).unwrap();
+    assert_eq!(fs.tier(big), Ok(Tier::Spill));
+    // Sixteen files of 64 KiB fill the budget.
+    let fill: Vec<NodeId> = (0..16)
+        .map(|i| {
+            let (ino, h) = create(&fs, NodeId::ROOT, &format!("f{i}"));
+            fs.write(h, 0, &[1u8; 64 << 10]).unwrap();
+            fs.release(h).unwrap();
+            ino
+        })
+        .collect();
+    let s = fs.stats();
+    assert!(s.ram_bytes + 1000 > s.max_ram, "{s:?}");
+    // Cut far below the threshold, it stays on disk: RAM has no room.
+    resize(&fs, big, 1000);
+    assert_eq!(fs.tier(big), Ok(Tier::Spill));
+    // With room again, the next cut brings it back.
+    fs.unlink(USER, NodeId::ROOT, n("f0")).unwrap();
+    fs.forget(fill[0], 1);
+    resize(&fs, big, 900);
+    assert_eq!(fs.tier(big), Ok(Tier::Ram));
+    assert_eq!(fs.read(fh, 0, 2000).unwrap(), vec![9u8; 900]);
+}

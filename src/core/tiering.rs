@@ -14,9 +14,11 @@
 //!   [`crate::storage::pack`]), so that however many small files fill the
 //!   budget, they take a handful of descriptors. Requests never wait for
 //!   another file's spill: the worker only takes data locks it can get at
-//!   once. A writer over the
-//!   budget by more than a sixteenth spills its own file, which it already
-//!   holds, so memory stays bounded even when one writer outruns the worker.
+//!   once. A writer over the budget by more than a sixteenth moves its own
+//!   file out (packs or spills it), which it already holds, so RAM use
+//!   passes the budget by about one write per writer however far the
+//!   writers outrun the worker. A truncated file comes back from disk only
+//!   while the budget has room for it.
 //! - Memory freed by spilling is handed back to the system at once
 //!   (`malloc_trim`), since the mount is over its budget. Memory freed by
 //!   deletions and truncations stays with the allocator while files keep
@@ -44,8 +46,9 @@ use crate::storage::{FileData, StorageError, Tier};
 /// Files holding less than this are not worth a spill file (and a
 /// descriptor); they are packed when their size fits a slot.
 const MIN_VICTIM: u64 = 64 << 10;
-/// A writer's own file is spilled inline only when at least this large.
-const MIN_INLINE_VICTIM: u64 = 1 << 20;
+/// A writer's inline spill hands memory back at once (`malloc_trim`)
+/// only when it moved at least this much; smaller frees are reused.
+const INLINE_TRIM_MIN: u64 = 1 << 20;
 /// How long the mount must free nothing before freed memory goes back.
 const TRIM_QUIET: Duration = Duration::from_secs(5);
 /// Less freed memory than this is not worth a trim.
@@ -113,6 +116,22 @@ enum Move {
     Spill,
     /// A slot of a pack file (a file of at most [`SLOT`] bytes).
     Pack,
+}
+
+/// How a file of `size` bytes holding `held` in RAM leaves it under
+/// memory pressure: packed when its size fits a slot, spilled when it
+/// holds enough to be worth a spill file, otherwise (or holding nothing)
+/// not at all.
+fn victim_move(size: u64, held: u64) -> Option<Move> {
+    if held == 0 {
+        None
+    } else if size <= SLOT {
+        Some(Move::Pack)
+    } else if held >= MIN_VICTIM {
+        Some(Move::Spill)
+    } else {
+        None
+    }
 }
 
 /// Seconds before a file whose spill failed is tried again (rounded up to
@@ -202,8 +221,8 @@ impl Fs {
         }
     }
 
-    /// After `data` grew in RAM: wake the spiller over budget, and spill
-    /// this file now when far over it.
+    /// After `data` grew in RAM: wake the spiller over budget; when far
+    /// over it (the spiller is behind), move this file out now.
     pub(crate) fn after_ram_growth(&self, node: &Node, data: &mut FileData) {
         let ram = self.budget.ram();
         if ram <= self.tiers.max_ram || self.tiers.dir.is_none() {
@@ -211,18 +230,25 @@ impl Fs {
         }
         self.tiers.notify();
         let hard = self.tiers.max_ram.saturating_add(self.tiers.max_ram / 16);
-        if ram > hard
-            && data.tier() == Tier::Ram
-            && data.allocated() >= MIN_INLINE_VICTIM
-            && self.spill_locked(node, data, Move::Spill)
-        {
-            give_back_memory();
+        if ram <= hard || data.tier() != Tier::Ram {
+            return;
+        }
+        let held = data.allocated();
+        if let Some(how) = victim_move(data.len(), held) {
+            if self.spill_locked(node, data, how) && held >= INLINE_TRIM_MIN {
+                give_back_memory();
+            }
         }
     }
 
-    /// After `data` shrank: back to RAM when far below the threshold.
+    /// After `data` shrank: back to RAM when far below the threshold and
+    /// the budget has room for it.
     pub(crate) fn after_shrink(&self, node: &Node, data: &mut FileData) {
-        if data.tier() == Tier::Spill && !data.in_passthrough() && data.len() <= self.tiers.spool / 4 {
+        if data.tier() == Tier::Spill
+            && !data.in_passthrough()
+            && data.len() <= self.tiers.spool / 4
+            && self.budget.ram().saturating_add(data.len()) <= self.tiers.max_ram
+        {
             match data.unspill(&self.budget) {
                 Ok(()) => self.publish(node, data),
                 Err(e) => tracing::debug!(ino = node.id.0, "file stays spilled: {e:?}"),
@@ -284,15 +310,9 @@ impl Fs {
                     return None;
                 }
                 let held = n.allocated.load(Ordering::Acquire);
-                let how = if n.size.load(Ordering::Acquire) <= SLOT {
-                    Move::Pack
-                } else if held >= MIN_VICTIM {
-                    Move::Spill
-                } else {
-                    return None;
-                };
+                let how = victim_move(n.size.load(Ordering::Acquire), held)?;
                 let age = now.saturating_sub(n.touched.load(Ordering::Relaxed));
-                (held > 0).then(|| (u128::from(held) * u128::from(age + 1), how, Arc::clone(n)))
+                Some((u128::from(held) * u128::from(age + 1), how, Arc::clone(n)))
             })
             .collect();
         victims.sort_unstable_by_key(|v| std::cmp::Reverse(v.0));
