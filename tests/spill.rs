@@ -435,7 +435,7 @@ fn small_files_keep_their_bytes_while_the_spiller_moves_them_between_all_tiers()
     );
     // Writers past the budget by a sixteenth move their own file out, so
     // RAM passes 272 KiB by what four writers and four returns add at once
-    // (two 64 KiB chunks each at most): 1.3 MiB. Seen: 0.75 to 0.86 MB.
+    // (two 64 KiB chunks each at most): 1.3 MiB. Seen: 0.80 to 0.94 MB.
     assert!(c["ram_high_water"].as_u64().unwrap() < 1536 << 10, "{c}");
 }
 
