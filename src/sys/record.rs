@@ -4,6 +4,9 @@
 //! directory (the kernel unmount returns before the daemon has noticed).
 //!
 //! Best effort throughout: without a record, unmount simply does not wait.
+//! Each new record removes those of daemons that are gone (killed with
+//! SIGKILL, they could not remove their own), so the directory holds
+//! about one record per live mount.
 
 use std::fs::{self, DirBuilder, File};
 use std::io::Write;
@@ -75,8 +78,38 @@ impl DaemonRecord {
             let _ = fs::remove_file(&tmp);
             return None;
         }
+        if let Some(dir) = path.parent() {
+            prune_dead(dir);
+        }
         Some(DaemonRecord { path })
     }
+}
+
+/// Removes the records of processes that are gone: a daemon killed with
+/// SIGKILL cannot remove its own, and nothing else would.
+fn prune_dead(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for path in entries.flatten().map(|e| e.path()) {
+        if path.extension().is_some_and(|x| x == "pid")
+            && fs::read_to_string(&path).is_ok_and(|text| matches!(parse(&text), Some(r) if !alive(r)))
+        {
+            let _ = fs::remove_file(&path);
+        }
+    }
+}
+
+/// The `(pid, start time)` a record holds.
+fn parse(text: &str) -> Option<(i32, u64)> {
+    let mut f = text.split_whitespace();
+    let pid: i32 = f.next()?.parse().ok()?;
+    let start: u64 = f.next()?.parse().ok()?;
+    (pid > 0).then_some((pid, start))
+}
+
+/// Whether the process `(pid, start)` still runs (a later owner of the
+/// pid does not count).
+fn alive((pid, start): (i32, u64)) -> bool {
+    start_time(pid) == Some(start)
 }
 
 impl Drop for DaemonRecord {
@@ -89,11 +122,8 @@ impl Drop for DaemonRecord {
 /// `(pid, start time)`.
 #[must_use]
 pub fn daemon_of(mount_point: &Path) -> Option<(i32, u64)> {
-    let text = fs::read_to_string(record_path(mount_point)?).ok()?;
-    let mut f = text.split_whitespace();
-    let pid: i32 = f.next()?.parse().ok()?;
-    let start: u64 = f.next()?.parse().ok()?;
-    (pid > 0 && start_time(pid) == Some(start)).then_some((pid, start))
+    let record = parse(&fs::read_to_string(record_path(mount_point)?).ok()?)?;
+    alive(record).then_some(record)
 }
 
 /// Waits until the process `(pid, start)` has exited, up to `limit`.
@@ -138,7 +168,33 @@ mod tests {
         // Right pid, wrong start time: another process that got the pid.
         fs::write(&path, format!("{} 1 {}\n", std::process::id(), mp.display())).unwrap();
         assert_eq!(daemon_of(&mp), None);
-        fs::remove_file(&path).unwrap();
+        // (Another test's record may have pruned it already.)
+        let _ = fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_new_record_prunes_those_of_dead_daemons_and_keeps_live_ones() {
+        let id = std::process::id();
+        let dead_mp = std::env::temp_dir().join(format!("tmpfsd-record-dead-{id}"));
+        let dead = record_path(&dead_mp).unwrap();
+        // A daemon that died without removing its record: an exited child.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = i32::try_from(child.id()).unwrap();
+        let start = start_time(pid).unwrap_or(1);
+        child.wait().unwrap();
+        fs::write(&dead, format!("{pid} {start} {}\n", dead_mp.display())).unwrap();
+        // Something else in the directory that is not a record stays.
+        let other = dead.with_extension("note");
+        fs::write(&other, "not a record").unwrap();
+        let live_mp = std::env::temp_dir().join(format!("tmpfsd-record-live-{id}"));
+        let live = DaemonRecord::create(&live_mp).unwrap();
+        let new_mp = std::env::temp_dir().join(format!("tmpfsd-record-new-{id}"));
+        let new = DaemonRecord::create(&new_mp).unwrap();
+        assert!(!dead.exists(), "the dead daemon's record is still there");
+        assert!(other.exists());
+        assert!(daemon_of(&live_mp).is_some() && daemon_of(&new_mp).is_some());
+        fs::remove_file(&other).unwrap();
+        drop((live, new));
     }
 
     #[test]
