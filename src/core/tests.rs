@@ -62,6 +62,44 @@ fn unlinked_open_file_stays_usable_until_last_close_and_forget() {
 }
 
 #[test]
+fn readdirplus_takes_a_lookup_for_each_entry_the_reply_holds_and_no_more() {
+    let fs = fs();
+    let (a, fa) = create(&fs, NodeId::ROOT, "a");
+    let (b, fb) = create(&fs, NodeId::ROOT, "b");
+    fs.write(fa, 0, b"aaaa").unwrap();
+    fs.write(fb, 0, b"bb").unwrap();
+    fs.release(fa).unwrap();
+    fs.release(fb).unwrap();
+    // A full listing (dots, a, b), then one whose buffer takes only the
+    // dots and "a": "b" is not in that reply, so it gains no lookup.
+    let mut sizes = BTreeMap::new();
+    fs.readdirplus(NodeId::ROOT, 0, |e, entry| {
+        sizes.insert(e.name.to_string_lossy().into_owned(), entry.attr.size);
+        false
+    })
+    .unwrap();
+    assert_eq!(sizes.get("a"), Some(&4), "attributes are the current ones");
+    assert_eq!(sizes.get("b"), Some(&2));
+    let mut taken = 0;
+    fs.readdirplus(NodeId::ROOT, 0, |_, _| {
+        taken += 1;
+        taken > 3
+    })
+    .unwrap();
+    // a: create + two listings; b: create + one.
+    fs.unlink(USER, NodeId::ROOT, n("a")).unwrap();
+    fs.unlink(USER, NodeId::ROOT, n("b")).unwrap();
+    fs.forget(a, 2);
+    assert!(fs.getattr(a).is_ok(), "freed while the kernel still holds a lookup");
+    fs.forget(a, 1);
+    assert_eq!(fs.getattr(a), Err(FsError::NotFound));
+    fs.forget(b, 2);
+    assert_eq!(fs.getattr(b), Err(FsError::NotFound));
+    assert_eq!(fs.stats().bytes, 0);
+    assert_eq!(fs.stats().inodes, 1);
+}
+
+#[test]
 fn readdir_offsets_survive_concurrent_changes() {
     let fs = fs();
     for i in 0..100 {
