@@ -278,3 +278,46 @@ fn files_a_listing_brought_into_the_kernel_are_freed_after_unlink() {
         c["bytes"].as_u64().unwrap() == 0 && c["inodes"] == 2
     });
 }
+
+#[test]
+fn a_name_looked_up_before_it_existed_is_seen_once_made_in_any_way() {
+    // A lookup of a missing name is cached as a negative entry for an
+    // hour: every way of making the name must replace it.
+    let m = MountGuard::new("");
+    fs::write(m.join("src"), b"source").unwrap();
+    let names = ["sh", "creat", "excl", "dir", "symlink", "link", "renamed", "fifo"];
+    for name in names {
+        assert!(!m.join(name).exists());
+        assert!(fs::metadata(m.join(name)).is_err(), "{name} exists too early");
+    }
+    sh("printf made > sh", m.path());
+    File::create(m.join("creat")).unwrap().write_all(b"made").unwrap();
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(m.join("excl"))
+        .unwrap();
+    fs::create_dir(m.join("dir")).unwrap();
+    std::os::unix::fs::symlink("src", m.join("symlink")).unwrap();
+    fs::hard_link(m.join("src"), m.join("link")).unwrap();
+    fs::write(m.join("tmp"), b"moved").unwrap();
+    fs::rename(m.join("tmp"), m.join("renamed")).unwrap();
+    sh("mkfifo fifo", m.path());
+    for name in names {
+        assert!(m.join(name).exists(), "{name} is hidden by a cached lookup");
+    }
+    assert_eq!(read_all(&m.join("sh")), b"made");
+    assert_eq!(read_all(&m.join("creat")), b"made");
+    assert_eq!(read_all(&m.join("symlink")), b"source");
+    assert_eq!(read_all(&m.join("link")), b"source");
+    assert_eq!(read_all(&m.join("renamed")), b"moved");
+    assert!(!m.join("tmp").exists());
+    // And the other way: removed names are missing at once.
+    fs::remove_file(m.join("sh")).unwrap();
+    assert!(!m.join("sh").exists());
+    let listed: Vec<String> = fs::read_dir(m.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(listed.len(), 8, "{listed:?}");
+}

@@ -54,3 +54,30 @@ pub(crate) fn file_attr(a: &Attr) -> FileAttr {
         flags: 0,
     }
 }
+
+/// The answer to a lookup of a name that does not exist: node 0, which the
+/// kernel keeps as a negative entry for [`TTL`], so that looking the name
+/// up again (a build probing include paths, `stat` before `create`) costs
+/// no round trip. Safe for the same reason as `TTL`: names appear only
+/// through the kernel, which replaces its negative entry when it makes
+/// one. The attributes are not read.
+pub(crate) fn negative_entry() -> FileAttr {
+    let epoch = std::time::UNIX_EPOCH;
+    FileAttr {
+        ino: INodeNo(0),
+        size: 0,
+        blocks: 0,
+        atime: epoch,
+        mtime: epoch,
+        ctime: epoch,
+        crtime: epoch,
+        kind: FileType::RegularFile,
+        perm: 0,
+        nlink: 0,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: BLOCK_SIZE,
+        flags: 0,
+    }
+}

@@ -30,7 +30,7 @@ use fuser::{
 
 use crate::core::{self, Caller, Entry, Fallocate, Fs, HandleId, NodeId, OpenMode, SetAttr, TimeSet, Whence};
 use crate::error::FsError;
-use attr::{errno, file_attr, file_type, TTL};
+use attr::{errno, file_attr, file_type, negative_entry, TTL};
 pub use poll::BusyPoll;
 pub use session::{mount, FS_NAME};
 
@@ -267,7 +267,10 @@ impl Filesystem for FuseFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        self.guarded("lookup", || reply_entry(reply, self.fs.lookup(node(parent), name)));
+        self.guarded("lookup", || match self.fs.lookup(node(parent), name) {
+            Err(FsError::NotFound) => reply.entry(&TTL, &negative_entry(), Generation(0)),
+            r => reply_entry(reply, r),
+        });
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
