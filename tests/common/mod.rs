@@ -3,7 +3,8 @@
 #![allow(dead_code)]
 
 use std::ffi::CString;
-use std::io;
+use std::fs::File;
+use std::io::{self, Read, Seek};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -305,10 +306,11 @@ pub fn run_scenarios(label: &str, dir: &Path, scenarios: &[Scenario]) {
     assert!(failed.is_empty(), "[{label}] failed scenarios: {failed:?}");
 }
 
-/// A small ext4 file system on a loop device, made for a test and removed
-/// (unmounted, image deleted) when dropped.
+/// A small ext4 file system on a loop device, made for a test and
+/// unmounted when dropped. Its image is unlinked as soon as it is mounted,
+/// so that not even a killed test run leaves it on disk.
 pub struct LoopFs {
-    image: PathBuf,
+    image: File,
     dir: tempfile::TempDir,
 }
 
@@ -325,16 +327,14 @@ impl LoopFs {
     }
 
     fn made_by(mib: u64, mkfs: &[&str]) -> Self {
-        let image = tempfile::Builder::new()
+        // Removed when this function returns, by which time the loop
+        // device holds the file (or the test has failed).
+        let named = tempfile::Builder::new()
             .prefix("tmpfsd-test-img.")
             .tempfile_in("/var/tmp")
-            .unwrap()
-            .into_temp_path()
-            .keep()
             .unwrap();
-        let f = std::fs::OpenOptions::new().write(true).open(&image).unwrap();
-        f.set_len(mib << 20).unwrap();
-        drop(f);
+        let image = named.path().to_path_buf();
+        named.as_file().set_len(mib << 20).unwrap();
         let st = Command::new(mkfs[0])
             .args(&mkfs[1..])
             .arg(&image)
@@ -351,7 +351,10 @@ impl LoopFs {
             .status()
             .unwrap();
         assert!(st.success(), "loop mount failed (needs root and loop devices)");
-        Self { image, dir }
+        Self {
+            image: named.reopen().unwrap(),
+            dir,
+        }
     }
 
     /// The mounted file system.
@@ -368,7 +371,10 @@ impl LoopFs {
     pub fn unmount_and_read_image(&mut self) -> Vec<u8> {
         let st = Command::new("umount").arg(self.dir.path()).status().unwrap();
         assert!(st.success());
-        std::fs::read(&self.image).unwrap()
+        let mut bytes = Vec::new();
+        self.image.seek(io::SeekFrom::Start(0)).unwrap();
+        self.image.read_to_end(&mut bytes).unwrap();
+        bytes
     }
 }
 
@@ -377,7 +383,6 @@ impl Drop for LoopFs {
         if sys::mount_at(self.dir.path()).ok().flatten().is_some() {
             let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
         }
-        let _ = std::fs::remove_file(&self.image);
     }
 }
 
