@@ -101,6 +101,19 @@ fn namespace(c: &mut Criterion) {
         fs.write(fh, 0, &data).unwrap();
         b.iter(|| black_box(fs.read(fh, 0, 4096).unwrap()));
     });
+    // Last in the group: the throughput stays set.
+    g.throughput(Throughput::Elements(names.len() as u64));
+    g.bench_function("readdirplus_10k_dir", |b| {
+        b.iter(|| {
+            let mut listed = 0u64;
+            fs.readdirplus(dir, 0, |_, entry| {
+                listed += black_box(entry.attr.size) + 1;
+                false
+            })
+            .unwrap();
+            listed
+        });
+    });
     g.finish();
 }
 

@@ -99,6 +99,67 @@ fn readdirplus_takes_a_lookup_for_each_entry_the_reply_holds_and_no_more() {
     assert_eq!(fs.stats().inodes, 1);
 }
 
+/// Each listed name with the node and size a listing with attributes
+/// reports for it.
+fn listed(fs: &Fs, dir: NodeId) -> BTreeMap<String, (NodeId, u64)> {
+    let mut out = BTreeMap::new();
+    fs.readdirplus(dir, 2, |e, entry| {
+        assert_eq!(e.ino, entry.attr.ino, "an entry's attributes are its own node's");
+        out.insert(e.name.to_string_lossy().into_owned(), (e.ino, entry.attr.size));
+        false
+    })
+    .unwrap();
+    out
+}
+
+#[test]
+fn a_listing_reports_the_node_each_name_holds_now_however_it_got_there() {
+    let fs = fs();
+    let sub = fs.mkdir(USER, NodeId::ROOT, n("sub"), 0o755).unwrap().attr.ino;
+    let file = |parent, name: &str, len: usize| {
+        let (ino, fh) = create(&fs, parent, name);
+        fs.write(fh, 0, &vec![b'x'; len]).unwrap();
+        fs.release(fh).unwrap();
+        ino
+    };
+    let (a, b, c, d) = (
+        file(NodeId::ROOT, "a", 1),
+        file(NodeId::ROOT, "b", 2),
+        file(NodeId::ROOT, "c", 3),
+        file(sub, "d", 4),
+    );
+    let exchange = RenameFlags {
+        exchange: true,
+        ..RenameFlags::default()
+    };
+    fs.rename(USER, NodeId::ROOT, n("a"), NodeId::ROOT, n("b"), exchange)
+        .unwrap();
+    fs.rename(USER, NodeId::ROOT, n("c"), NodeId::ROOT, n("a"), RenameFlags::default())
+        .unwrap();
+    fs.rename(USER, sub, n("d"), NodeId::ROOT, n("e"), RenameFlags::default())
+        .unwrap();
+    fs.link(USER, a, sub, n("f")).unwrap();
+    fs.rename(USER, sub, n("f"), sub, n("g"), RenameFlags::default())
+        .unwrap();
+    // a and b swapped names, then c took the name "a" from b (gone now),
+    // d moved up as "e", and a got a second name in sub.
+    let root = listed(&fs, NodeId::ROOT);
+    assert_eq!(root.get("a"), Some(&(c, 3)));
+    assert_eq!(root.get("b"), Some(&(a, 1)));
+    assert_eq!(root.get("c"), None);
+    assert_eq!(fs.getattr(b).unwrap().nlink, 0, "b lost its last name");
+    assert_eq!(root.get("e"), Some(&(d, 4)));
+    assert_eq!(
+        listed(&fs, sub).into_iter().collect::<Vec<_>>(),
+        [("g".to_owned(), (a, 1))]
+    );
+    // Unlinked, then made again: the new node, not the old one.
+    fs.unlink(USER, NodeId::ROOT, n("e")).unwrap();
+    let e = file(NodeId::ROOT, "e", 5);
+    assert_ne!(e, d);
+    assert_eq!(listed(&fs, NodeId::ROOT).get("e"), Some(&(e, 5)));
+}
+
 #[test]
 fn readdir_offsets_survive_concurrent_changes() {
     let fs = fs();
