@@ -236,7 +236,7 @@ impl Filesystem for FuseFs {
         //   through the daemon makes the kernel's copy of a file's times
         //   stale, so `ls -l`, `find` or `du` after writes would cost a
         //   GETATTR round trip (15-50 us here) per name; attributes in the
-        //   listing cost about 1.2 us more per name (daemon and kernel
+        //   listing cost about 1 us more per name (daemon and kernel
         //   together). Not the
         //   kernel's "auto" mode, which asks for them in a listing's first
         //   reply only, before anyone has stat'ed a name. With the
