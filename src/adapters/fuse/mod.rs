@@ -237,11 +237,10 @@ impl Filesystem for FuseFs {
         //   stale, so `ls -l`, `find` or `du` after writes would cost a
         //   GETATTR round trip (15-50 us here) per name; attributes in the
         //   listing cost about 1 us more per name (daemon and kernel
-        //   together). Not the
-        //   kernel's "auto" mode, which asks for them in a listing's first
-        //   reply only, before anyone has stat'ed a name. With the
-        //   writeback cache the kernel keeps times itself and the
-        //   attributes would only slow listings down.
+        //   together). Not the kernel's "auto" mode, which asks for them in
+        //   a listing's first reply only, before anyone has stat'ed a name.
+        //   With the writeback cache the kernel keeps times itself and
+        //   the attributes would only slow listings down.
         let _ = config.add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS);
         if !self.writeback {
             let _ = config.add_capabilities(InitFlags::FUSE_DO_READDIRPLUS);
