@@ -24,6 +24,22 @@ pub struct RamFile {
     len: u64,
     /// Sum of the chunks' capacities: what is charged to the budget.
     allocated: u64,
+    /// Set while a copy of the file is made a slice at a time (see
+    /// [`RamFile::watch`]).
+    watch: Option<Watch>,
+}
+
+/// What a copy being made of a [`RamFile`] needs to know of the changes
+/// behind it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watch {
+    /// Tells one copy from another.
+    pub id: u64,
+    /// The copy holds the stored pieces below this offset (a multiple of
+    /// [`CHUNK_SIZE`]) as they were when it took them.
+    pub copied: u64,
+    /// Lowest offset below `copied` changed since then (`u64::MAX`: none).
+    pub changed_from: u64,
 }
 
 // Hand-written so that logs never print file contents.
@@ -33,6 +49,7 @@ impl std::fmt::Debug for RamFile {
             .field("len", &self.len)
             .field("chunks", &self.chunks.len())
             .field("allocated", &self.allocated)
+            .field("watch", &self.watch)
             .finish()
     }
 }
@@ -159,6 +176,7 @@ impl RamFile {
         budget.reserve_ram(extra)?;
         self.allocated += extra;
         self.len = self.len.max(end);
+        self.changed(off);
         Ok(())
     }
 
@@ -213,6 +231,7 @@ impl RamFile {
     /// zeroes the tail of the last one; growing allocates nothing.
     pub fn set_len(&mut self, len: u64, budget: &Budget) {
         if len < self.len {
+            self.changed(len);
             let first_gone = len.div_ceil(CHUNK);
             let gone = self.chunks.split_off(&first_gone);
             let freed: u64 = gone.values().map(|c| c.capacity() as u64).sum();
@@ -236,6 +255,7 @@ impl RamFile {
         if off >= end {
             return;
         }
+        self.changed(off);
         // Only the chunks that exist: a hole punched across a sparse file
         // of exabytes costs what the file holds, not what it spans.
         let (first, last) = (off / CHUNK, (end - 1) / CHUNK);
@@ -281,6 +301,7 @@ impl RamFile {
             .map(|(idx, c)| (c.capacity() as u64).min(need_in(*idx)))
             .sum();
         budget.reserve_ram(needed - held)?;
+        self.changed(off);
         let mut spans = Vec::new();
         self.for_each_span(off, end, |idx, _, to| spans.push((idx, to)));
         for (idx, to) in spans {
@@ -352,15 +373,81 @@ impl RamFile {
 
     /// The stored pieces: (file offset, bytes), in order; holes are absent.
     pub fn pieces(&self) -> impl Iterator<Item = (u64, &[u8])> + '_ {
-        self.chunks.iter().map(|(idx, c)| (idx * CHUNK, c.as_slice()))
+        self.pieces_from(0)
     }
 
-    /// Gives all memory back to the budget and empties the file.
+    /// The stored pieces at or after `off` (rounded down to a chunk).
+    pub fn pieces_from(&self, off: u64) -> impl Iterator<Item = (u64, &[u8])> + '_ {
+        self.chunks
+            .range(off / CHUNK..)
+            .map(|(idx, c)| (idx * CHUNK, c.as_slice()))
+    }
+
+    /// Where the stored pieces end, rounded up to a chunk.
+    #[must_use]
+    pub fn stored_end(&self) -> u64 {
+        self.chunks.last_key_value().map_or(0, |(idx, _)| (idx + 1) * CHUNK)
+    }
+
+    /// Starts recording, for the copy `id` being made of this file, the
+    /// lowest offset that changes behind it (see [`Watch`]); replaces any
+    /// earlier watch.
+    pub fn watch(&mut self, id: u64) {
+        self.watch = Some(Watch {
+            id,
+            copied: 0,
+            changed_from: u64::MAX,
+        });
+    }
+
+    /// The current watch, if a copy is being made.
+    #[must_use]
+    pub fn watched(&self) -> Option<Watch> {
+        self.watch
+    }
+
+    /// Records that the copy now holds the pieces below `copied`.
+    pub fn set_copied(&mut self, copied: u64) {
+        if let Some(w) = &mut self.watch {
+            w.copied = copied;
+        }
+    }
+
+    /// Stops recording changes for a copy.
+    pub fn unwatch(&mut self) {
+        self.watch = None;
+    }
+
+    /// Notes a change at `off` for the copy being made, if it is behind it.
+    fn changed(&mut self, off: u64) {
+        if let Some(w) = &mut self.watch {
+            if off < w.copied {
+                w.changed_from = w.changed_from.min(off);
+            }
+        }
+    }
+
+    /// As [`RamFile::release`], but the memory itself goes with the file
+    /// returned (charged to nothing), to be freed when that is dropped:
+    /// freeing hundreds of MiB takes milliseconds, better spent outside a
+    /// lock.
+    pub fn release_deferred(&mut self, budget: &Budget) -> RamFile {
+        let chunks = std::mem::take(&mut self.chunks);
+        self.release(budget);
+        RamFile {
+            chunks,
+            ..RamFile::default()
+        }
+    }
+
+    /// Gives all memory back to the budget and empties the file; a copy
+    /// being made of it is no longer of this file.
     pub fn release(&mut self, budget: &Budget) {
         budget.release_ram(self.allocated);
         self.chunks.clear();
         self.allocated = 0;
         self.len = 0;
+        self.watch = None;
     }
 }
 
