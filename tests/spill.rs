@@ -625,3 +625,73 @@ fn unmount_returns_once_every_spill_byte_is_freed() {
     );
     assert!(m.wait_exit(Duration::from_secs(10)).is_some_and(|s| s.success()));
 }
+
+#[test]
+fn a_large_file_crossing_the_spool_threshold_is_copied_out_while_in_use() {
+    // Holding 40 MiB (32 MiB or more) when it crosses spool=40m, the file
+    // is copied out by the spool thread while it stays in RAM: the writer
+    // goes on, and readers that skip the page cache (O_DIRECT: answered by
+    // the daemon) check what they read while the file moves.
+    const MIB: u64 = 1 << 20;
+    let m = MountGuard::new("spool=40m");
+    let path = m.join("big");
+    let f = File::create(&path).unwrap();
+    let written = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..2u64)
+        .map(|t| {
+            let (path, written, done) = (path.clone(), Arc::clone(&written), Arc::clone(&done));
+            std::thread::spawn(move || {
+                let r = OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_DIRECT)
+                    .open(&path)
+                    .unwrap();
+                let mut buf = vec![0u8; 256 << 10];
+                let (mut x, mut reads) = (t + 7, 0u64);
+                while !done.load(Ordering::Acquire) || reads < 10 {
+                    let have = written.load(Ordering::Acquire);
+                    if have == 0 {
+                        continue;
+                    }
+                    x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    let off = (x >> 20) % have;
+                    let n = buf.len().min((have - off) as usize);
+                    r.read_exact_at(&mut buf[..n], off).unwrap();
+                    check(off, &buf[..n]);
+                    reads += 1;
+                }
+            })
+        })
+        .collect();
+    let mut buf = vec![0u8; MIB as usize];
+    for i in 0..64 {
+        fill(i * MIB, &mut buf);
+        f.write_all_at(&buf, i * MIB).unwrap();
+        written.store((i + 1) * MIB, Ordering::Release);
+    }
+    eventually(30, "the file is spilled", || m.counters()["files_spilled"] == 1);
+    done.store(true, Ordering::Release);
+    for r in readers {
+        r.join().unwrap();
+    }
+    let c = m.counters();
+    assert_eq!(
+        (c["spills"].as_u64(), c["ram_bytes"].as_u64()),
+        (Some(1), Some(0)),
+        "{c}"
+    );
+    // Past the threshold in RAM: the write that crossed it was not held
+    // up by a move of the whole file.
+    assert!(c["ram_high_water"].as_u64().unwrap() > 40 * MIB, "{c}");
+    let mut back = Vec::new();
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(&path)
+        .unwrap()
+        .read_to_end(&mut back)
+        .unwrap();
+    assert_eq!(back.len() as u64, 64 * MIB);
+    check(0, &back);
+}

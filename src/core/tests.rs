@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use proptest::prelude::*;
@@ -1537,4 +1538,127 @@ fn a_truncated_file_comes_back_to_ram_only_when_the_budget_has_room() {
     resize(&fs, big, 900);
     assert_eq!(fs.tier(big), Ok(Tier::Ram));
     assert_eq!(fs.read(fh, 0, 2000).unwrap(), vec![9u8; 900]);
+}
+
+/// A file of `n` bytes whose every 4 KiB block tells where it is.
+fn numbered(n: usize, salt: u8) -> Vec<u8> {
+    (0..n)
+        .map(|i| ((i >> 12) as u8).wrapping_mul(31).wrapping_add(salt))
+        .collect()
+}
+
+/// Writes `data` at `off` through `fh`, 1 MiB at a time as the kernel
+/// sends it, and into `model`.
+fn write_both(fs: &Fs, fh: HandleId, model: &mut Vec<u8>, off: usize, data: &[u8]) {
+    for (i, piece) in data.chunks(1 << 20).enumerate() {
+        fs.write(fh, (off + (i << 20)) as u64, piece).unwrap();
+    }
+    if model.len() < off + data.len() {
+        model.resize(off + data.len(), 0);
+    }
+    model[off..off + data.len()].copy_from_slice(data);
+}
+
+#[test]
+fn a_large_file_crossing_the_spool_threshold_is_copied_out_while_its_writer_goes_on() {
+    const MIB: usize = 1 << 20;
+    let (_parent, fs) = spilling_fs("size=1g,spool=40m");
+    // As if the spool thread served copies: the test takes its steps.
+    fs.tiers.moves.served.store(true, Ordering::Release);
+    let (ino, fh) = create(&fs, NodeId::ROOT, "f");
+    let mut model = Vec::new();
+    for i in 0..41 {
+        write_both(&fs, fh, &mut model, i * MIB, &numbered(MIB, i as u8));
+    }
+    // Past 40 MiB: the copy has begun and the file is still in RAM.
+    assert_eq!(fs.tier(ino), Ok(Tier::Ram));
+    assert!(fs.stats().ram_bytes > 40 << 20);
+    assert!(fs.advance_copies(2), "the copy is not done after two steps");
+    // Changes behind the copy (which holds the first 8 MiB now), across
+    // its edge, ahead of it, and growth; all served from RAM meanwhile.
+    write_both(&fs, fh, &mut model, MIB + 5, b"behind the copy");
+    fs.fallocate(fh, 4 * MIB as u64, MIB as u64, Fallocate::PunchHole)
+        .unwrap();
+    model[4 * MIB..5 * MIB].fill(0);
+    write_both(&fs, fh, &mut model, 8 * MIB - 3, b"across the edge");
+    write_both(&fs, fh, &mut model, 30 * MIB, b"ahead of the copy");
+    for i in 41..44 {
+        write_both(&fs, fh, &mut model, i * MIB, &numbered(MIB, 100 + i as u8));
+    }
+    assert_eq!(fs.tier(ino), Ok(Tier::Ram));
+    assert!(fs.read(fh, 0, model.len() as u32 + 10).unwrap() == model);
+    // The rest: the file trades places with its copy.
+    assert!(!fs.advance_copies(usize::MAX));
+    let s = fs.stats();
+    assert_eq!(
+        (fs.tier(ino), s.spills, s.spill_failures, s.ram_bytes),
+        (Ok(Tier::Spill), 1, 0, 0),
+        "{s:?}"
+    );
+    assert_eq!(s.bytes, fs.getattr(ino).unwrap().blocks * 512, "{s:?}");
+    assert!(fs.read(fh, 0, model.len() as u32 + 10).unwrap() == model);
+}
+
+#[test]
+fn a_copy_out_starts_over_from_a_truncation_behind_it() {
+    const MIB: usize = 1 << 20;
+    let (_parent, fs) = spilling_fs("size=1g,spool=40m");
+    fs.tiers.moves.served.store(true, Ordering::Release);
+    let (ino, fh) = create(&fs, NodeId::ROOT, "f");
+    let mut model = Vec::new();
+    write_both(&fs, fh, &mut model, 0, &numbered(41 * MIB, 1));
+    assert!(fs.advance_copies(4));
+    // Cut to 6 MiB (behind the copy's 16 MiB), then written again past
+    // a gap: the copy must not keep its old bytes in the gap.
+    let cut = SetAttr {
+        size: Some(6 * MIB as u64),
+        ..SetAttr::default()
+    };
+    fs.setattr(USER, ino, cut).unwrap();
+    model.truncate(6 * MIB);
+    write_both(&fs, fh, &mut model, 12 * MIB, &numbered(29 * MIB, 2));
+    assert!(!fs.advance_copies(usize::MAX));
+    assert_eq!(fs.tier(ino), Ok(Tier::Spill));
+    let got = fs.read(fh, 0, model.len() as u32 + 10).unwrap();
+    assert_eq!(got.len(), model.len());
+    assert!(got[6 * MIB..12 * MIB].iter().all(|b| *b == 0), "old bytes in the gap");
+    assert!(got == model);
+}
+
+#[test]
+fn a_copy_out_is_dropped_when_its_file_goes_or_moves_by_other_means() {
+    const MIB: usize = 1 << 20;
+    let (_parent, fs) = spilling_fs("size=1g,spool=40m");
+    fs.tiers.moves.served.store(true, Ordering::Release);
+    // Deleted and closed while being copied: its memory goes back, the
+    // copy with it.
+    let (gone, fh) = create(&fs, NodeId::ROOT, "gone");
+    write_both(&fs, fh, &mut Vec::new(), 0, &numbered(41 * MIB, 3));
+    assert!(fs.advance_copies(1));
+    fs.unlink(USER, NodeId::ROOT, n("gone")).unwrap();
+    fs.release(fh).unwrap();
+    fs.forget(gone, 1);
+    assert!(!fs.advance_copies(usize::MAX));
+    let s = fs.stats();
+    assert_eq!((s.bytes, s.ram_bytes, s.spills), (0, 0, 0), "{s:?}");
+    // A writer that outruns its copy by half the threshold moves the file
+    // at once; the copy, no longer of that file, is dropped.
+    let (ino, fh) = create(&fs, NodeId::ROOT, "fast");
+    let mut data = Vec::new();
+    write_both(&fs, fh, &mut data, 0, &numbered(61 * MIB, 4));
+    assert_eq!(fs.tier(ino), Ok(Tier::Spill));
+    assert!(!fs.advance_copies(usize::MAX));
+    let s = fs.stats();
+    assert_eq!((s.spills, s.ram_bytes), (1, 0), "{s:?}");
+    assert!(fs.read(fh, 0, data.len() as u32).unwrap() == data);
+}
+
+#[test]
+fn small_files_crossing_the_spool_threshold_move_at_once_even_with_the_spool_thread() {
+    let (_parent, fs) = spilling_fs("size=1g,spool=1m");
+    fs.tiers.moves.served.store(true, Ordering::Release);
+    let (ino, fh) = create(&fs, NodeId::ROOT, "f");
+    fs.write(fh, 0, &numbered(2 << 20, 5)).unwrap();
+    assert_eq!(fs.tier(ino), Ok(Tier::Spill));
+    assert!(!fs.advance_copies(usize::MAX), "nothing was queued");
 }
