@@ -1609,14 +1609,15 @@ fn a_copy_out_starts_over_from_a_truncation_behind_it() {
     write_both(&fs, fh, &mut model, 0, &numbered(41 * MIB, 1));
     assert!(fs.advance_copies(4));
     // Cut to 6 MiB (behind the copy's 16 MiB), then written again past
-    // a gap: the copy must not keep its old bytes in the gap.
+    // a gap, back over the threshold: the copy must not keep its old
+    // bytes in the gap.
     let cut = SetAttr {
         size: Some(6 * MIB as u64),
         ..SetAttr::default()
     };
     fs.setattr(USER, ino, cut).unwrap();
     model.truncate(6 * MIB);
-    write_both(&fs, fh, &mut model, 12 * MIB, &numbered(29 * MIB, 2));
+    write_both(&fs, fh, &mut model, 12 * MIB, &numbered(36 * MIB, 2));
     assert!(!fs.advance_copies(usize::MAX));
     assert_eq!(fs.tier(ino), Ok(Tier::Spill));
     let got = fs.read(fh, 0, model.len() as u32 + 10).unwrap();
@@ -1661,4 +1662,31 @@ fn small_files_crossing_the_spool_threshold_move_at_once_even_with_the_spool_thr
     fs.write(fh, 0, &numbered(2 << 20, 5)).unwrap();
     assert_eq!(fs.tier(ino), Ok(Tier::Spill));
     assert!(!fs.advance_copies(usize::MAX), "nothing was queued");
+}
+
+#[test]
+fn a_file_truncated_under_the_threshold_during_its_copy_stays_in_ram() {
+    const MIB: usize = 1 << 20;
+    let (_parent, fs) = spilling_fs("size=1g,spool=40m");
+    fs.tiers.moves.served.store(true, Ordering::Release);
+    let (ino, fh) = create(&fs, NodeId::ROOT, "f");
+    let mut model = Vec::new();
+    write_both(&fs, fh, &mut model, 0, &numbered(41 * MIB, 6));
+    assert!(fs.advance_copies(2));
+    // Emptied for reuse, as temp files often are: no reason to leave RAM.
+    let empty = SetAttr {
+        size: Some(0),
+        ..SetAttr::default()
+    };
+    fs.setattr(USER, ino, empty).unwrap();
+    assert!(!fs.advance_copies(usize::MAX));
+    let s = fs.stats();
+    assert_eq!((fs.tier(ino), s.spills, s.bytes), (Ok(Tier::Ram), 0, 0), "{s:?}");
+    // Past the threshold again: a new copy, and this one finishes.
+    model.clear();
+    write_both(&fs, fh, &mut model, 0, &numbered(41 * MIB, 7));
+    assert_eq!(fs.tier(ino), Ok(Tier::Ram));
+    assert!(!fs.advance_copies(usize::MAX));
+    assert_eq!(fs.tier(ino), Ok(Tier::Spill));
+    assert!(fs.read(fh, 0, model.len() as u32).unwrap() == model);
 }

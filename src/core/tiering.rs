@@ -233,7 +233,16 @@ impl Fs {
                     if fs.tiers.shutdown.load(Ordering::Acquire) {
                         return;
                     }
-                    if !fs.advance_copies(usize::MAX) {
+                    let advanced =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fs.advance_copies(usize::MAX)));
+                    let Ok(waiting) = advanced else {
+                        // A bug, not the disk: files move at once from now
+                        // on, as without this thread.
+                        tracing::error!("the spool thread failed; files crossing spool= now move at once");
+                        fs.tiers.moves.served.store(false, Ordering::Release);
+                        return;
+                    };
+                    if !waiting {
                         let moves = &fs.tiers.moves;
                         let mut queue = moves.queue.lock();
                         if queue.is_empty() && !fs.tiers.shutdown.load(Ordering::Acquire) {
@@ -321,18 +330,22 @@ impl Fs {
         let Some(mut job) = moves.queue.lock().pop_front() else {
             return false;
         };
-        let node = job.node.upgrade();
-        let Some(file) = node.as_ref().and_then(|n| n.file()) else {
+        let Some(node) = job.node.upgrade() else {
             // Deleted and freed: its memory went back already.
             job.copy.abandon(None);
             return !moves.queue.lock().is_empty();
         };
-        let node = node.as_ref().expect("a file came from the node");
+        let Some(file) = node.file() else {
+            job.copy.abandon(None);
+            return !moves.queue.lock().is_empty();
+        };
         loop {
             let mut d = file.write();
-            if !job.copy.is_of(&d) || self.tiers.shutdown.load(Ordering::Acquire) {
-                // Released, moved by other means (pressure, truncation
-                // back into RAM) or the mount is going away.
+            if !job.copy.is_of(&d) || d.allocated() <= self.tiers.spool || self.tiers.shutdown.load(Ordering::Acquire) {
+                // Released, moved by other means (memory pressure, its
+                // writer), truncated back under the threshold (it stays
+                // in RAM: a new copy starts if it grows past it again),
+                // or the mount is going away.
                 job.copy.abandon(Some(&mut d));
                 break;
             }
@@ -347,7 +360,7 @@ impl Fs {
                 Ok(true) => parking_lot::RwLockWriteGuard::unlock_fair(d),
                 Ok(false) => {
                     let finished = job.copy.finish(&mut d, &self.budget);
-                    self.copied_out(node, &mut d, finished.as_ref().map(|_| ()).map_err(|e| *e));
+                    self.copied_out(&node, &mut d, finished.as_ref().map(|_| ()).map_err(|e| *e));
                     drop(d);
                     // The RAM file's memory, freed once the file is let go.
                     drop(finished);
@@ -355,7 +368,7 @@ impl Fs {
                 }
                 Err(e) => {
                     job.copy.abandon(Some(&mut d));
-                    self.copied_out(node, &mut d, Err(e));
+                    self.copied_out(&node, &mut d, Err(e));
                     break;
                 }
             }
