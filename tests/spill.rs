@@ -31,6 +31,36 @@ fn check(off: u64, buf: &[u8]) {
     }
 }
 
+/// A thread that reads random ranges of `file` of up to `len` bytes,
+/// within the first `written` bytes, and checks them against the pattern,
+/// until `done` is set and it has checked at least `min_reads`.
+fn checking_reader(
+    file: File,
+    len: usize,
+    seed: u64,
+    min_reads: u64,
+    written: &Arc<AtomicU64>,
+    done: &Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    let (written, done) = (Arc::clone(written), Arc::clone(done));
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; len];
+        let (mut x, mut reads) = (seed, 0u64);
+        while !done.load(Ordering::Acquire) || reads < min_reads {
+            let have = written.load(Ordering::Acquire);
+            if have == 0 {
+                continue;
+            }
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let off = (x >> 20) % have;
+            let n = buf.len().min((have - off) as usize);
+            file.read_exact_at(&mut buf[..n], off).unwrap();
+            check(off, &buf[..n]);
+            reads += 1;
+        }
+    })
+}
+
 #[test]
 fn tier_changes_under_concurrent_readers_writers_and_mmap() {
     let m = MountGuard::new("spool=256k,max_ram=2m");
@@ -50,25 +80,7 @@ fn tier_changes_under_concurrent_readers_writers_and_mmap() {
         })
     };
     let readers: Vec<_> = (0..3u64)
-        .map(|t| {
-            let (path, written, done) = (path.clone(), Arc::clone(&written), Arc::clone(&done));
-            std::thread::spawn(move || {
-                let f = File::open(&path).unwrap();
-                let mut buf = vec![0u8; 100_000];
-                let mut x = t + 1;
-                while !done.load(Ordering::Acquire) {
-                    let have = written.load(Ordering::Acquire);
-                    if have == 0 {
-                        continue;
-                    }
-                    x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-                    let off = (x >> 20) % have;
-                    let n = buf.len().min((have - off) as usize);
-                    f.read_exact_at(&mut buf[..n], off).unwrap();
-                    check(off, &buf[..n]);
-                }
-            })
-        })
+        .map(|t| checking_reader(File::open(&path).unwrap(), 100_000, t + 1, 0, &written, &done))
         .collect();
     // The mmap reader maps the first 64 KiB before the file spills and
     // keeps checking it while it moves to disk and back.
@@ -638,31 +650,15 @@ fn a_large_file_crossing_the_spool_threshold_is_copied_out_while_in_use() {
     let f = File::create(&path).unwrap();
     let written = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
+    let direct = || {
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&path)
+            .unwrap()
+    };
     let readers: Vec<_> = (0..2u64)
-        .map(|t| {
-            let (path, written, done) = (path.clone(), Arc::clone(&written), Arc::clone(&done));
-            std::thread::spawn(move || {
-                let r = OpenOptions::new()
-                    .read(true)
-                    .custom_flags(libc::O_DIRECT)
-                    .open(&path)
-                    .unwrap();
-                let mut buf = vec![0u8; 256 << 10];
-                let (mut x, mut reads) = (t + 7, 0u64);
-                while !done.load(Ordering::Acquire) || reads < 10 {
-                    let have = written.load(Ordering::Acquire);
-                    if have == 0 {
-                        continue;
-                    }
-                    x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-                    let off = (x >> 20) % have;
-                    let n = buf.len().min((have - off) as usize);
-                    r.read_exact_at(&mut buf[..n], off).unwrap();
-                    check(off, &buf[..n]);
-                    reads += 1;
-                }
-            })
-        })
+        .map(|t| checking_reader(direct(), 256 << 10, t + 7, 10, &written, &done))
         .collect();
     let mut buf = vec![0u8; MIB as usize];
     for i in 0..64 {

@@ -657,6 +657,18 @@ mod tests {
         ]
     }
 
+    /// `f` holds exactly the bytes of `model`, and `budget` is charged
+    /// what `f` holds; `after` names the last change, for the message.
+    fn holds(f: &FileData, model: &[u8], budget: &Budget, after: &dyn std::fmt::Debug) -> Result<(), TestCaseError> {
+        prop_assert_eq!(f.len(), model.len() as u64, "{:?} in {:?}", after, f.tier());
+        let mut got = vec![0xEE; model.len() + 7];
+        let n = f.read_at(0, &mut got).unwrap();
+        prop_assert_eq!(n, model.len());
+        prop_assert!(got[..n] == model[..], "{:?} in {:?}: contents differ", after, f.tier());
+        prop_assert_eq!(budget.bytes(), f.allocated(), "{:?} in {:?}", after, f.tier());
+        Ok(())
+    }
+
     fn apply(model: &mut Vec<u8>, f: &mut FileData, op: &Op, dir: &SpillDir, budget: &Budget) {
         match *op {
             Op::Write(off, n, b) => {
@@ -707,12 +719,7 @@ mod tests {
             for op in &ops {
                 let packable = f.packable();
                 apply(&mut model, &mut f, op, &dir, &budget);
-                prop_assert_eq!(f.len(), model.len() as u64, "{:?} in {:?}", op, f.tier());
-                let mut got = vec![0xEE; model.len() + 7];
-                let n = f.read_at(0, &mut got).unwrap();
-                prop_assert_eq!(n, model.len());
-                prop_assert!(got[..n] == model[..], "{:?} in {:?}: contents differ", op, f.tier());
-                prop_assert_eq!(budget.bytes(), f.allocated(), "{:?} in {:?}", op, f.tier());
+                holds(&f, &model, &budget, op)?;
                 if matches!(op, Op::Pack) && packable {
                     prop_assert_eq!(f.tier(), Tier::Packed);
                 }
@@ -773,20 +780,12 @@ mod tests {
                         }
                     }
                 }
-                prop_assert_eq!(f.len(), model.len() as u64, "{:?} in {:?}", op, f.tier());
-                let mut got = vec![0xEE; model.len() + 7];
-                let n = f.read_at(0, &mut got).unwrap();
-                prop_assert_eq!(n, model.len());
-                prop_assert!(got[..n] == model[..], "{:?} in {:?}: contents differ", op, f.tier());
-                prop_assert_eq!(budget.bytes(), f.allocated(), "{:?} in {:?}", op, f.tier());
+                holds(&f, &model, &budget, op)?;
             }
             if let Some(c) = copy.take() {
                 let was_of = c.is_of(&f);
                 prop_assert_eq!(c.finish(&mut f, &budget).is_ok(), was_of);
-                let mut got = vec![0xEE; model.len()];
-                prop_assert_eq!(f.read_at(0, &mut got).unwrap(), model.len());
-                prop_assert!(got == model, "after the last finish: contents differ");
-                prop_assert_eq!(budget.bytes(), f.allocated());
+                holds(&f, &model, &budget, &"the last finish")?;
             }
             f.release(&budget);
             prop_assert_eq!(budget.bytes(), 0);
