@@ -1559,12 +1559,19 @@ fn write_both(fs: &Fs, fh: HandleId, model: &mut Vec<u8>, off: usize, data: &[u8
     model[off..off + data.len()].copy_from_slice(data);
 }
 
+/// A spilling file system whose large files are copied out in the
+/// background, as if the spool thread served the queue: the test takes
+/// the steps itself with `advance_copies`.
+fn copying_fs(opts: &str) -> (tempfile::TempDir, Fs) {
+    let (parent, fs) = spilling_fs(opts);
+    fs.tiers.moves.served.store(true, Ordering::Release);
+    (parent, fs)
+}
+
 #[test]
 fn a_large_file_crossing_the_spool_threshold_is_copied_out_while_its_writer_goes_on() {
     const MIB: usize = 1 << 20;
-    let (_parent, fs) = spilling_fs("size=1g,spool=40m");
-    // As if the spool thread served copies: the test takes its steps.
-    fs.tiers.moves.served.store(true, Ordering::Release);
+    let (_parent, fs) = copying_fs("size=1g,spool=40m");
     let (ino, fh) = create(&fs, NodeId::ROOT, "f");
     let mut model = Vec::new();
     for i in 0..41 {
@@ -1602,8 +1609,7 @@ fn a_large_file_crossing_the_spool_threshold_is_copied_out_while_its_writer_goes
 #[test]
 fn a_copy_out_starts_over_from_a_truncation_behind_it() {
     const MIB: usize = 1 << 20;
-    let (_parent, fs) = spilling_fs("size=1g,spool=40m");
-    fs.tiers.moves.served.store(true, Ordering::Release);
+    let (_parent, fs) = copying_fs("size=1g,spool=40m");
     let (ino, fh) = create(&fs, NodeId::ROOT, "f");
     let mut model = Vec::new();
     write_both(&fs, fh, &mut model, 0, &numbered(41 * MIB, 1));
@@ -1611,11 +1617,7 @@ fn a_copy_out_starts_over_from_a_truncation_behind_it() {
     // Cut to 6 MiB (behind the copy's 16 MiB), then written again past
     // a gap, back over the threshold: the copy must not keep its old
     // bytes in the gap.
-    let cut = SetAttr {
-        size: Some(6 * MIB as u64),
-        ..SetAttr::default()
-    };
-    fs.setattr(USER, ino, cut).unwrap();
+    resize(&fs, ino, 6 * MIB as u64);
     model.truncate(6 * MIB);
     write_both(&fs, fh, &mut model, 12 * MIB, &numbered(36 * MIB, 2));
     assert!(!fs.advance_copies(usize::MAX));
@@ -1629,8 +1631,7 @@ fn a_copy_out_starts_over_from_a_truncation_behind_it() {
 #[test]
 fn a_copy_out_is_dropped_when_its_file_goes_or_moves_by_other_means() {
     const MIB: usize = 1 << 20;
-    let (_parent, fs) = spilling_fs("size=1g,spool=40m");
-    fs.tiers.moves.served.store(true, Ordering::Release);
+    let (_parent, fs) = copying_fs("size=1g,spool=40m");
     // Deleted and closed while being copied: its memory goes back, the
     // copy with it.
     let (gone, fh) = create(&fs, NodeId::ROOT, "gone");
@@ -1656,8 +1657,7 @@ fn a_copy_out_is_dropped_when_its_file_goes_or_moves_by_other_means() {
 
 #[test]
 fn small_files_crossing_the_spool_threshold_move_at_once_even_with_the_spool_thread() {
-    let (_parent, fs) = spilling_fs("size=1g,spool=1m");
-    fs.tiers.moves.served.store(true, Ordering::Release);
+    let (_parent, fs) = copying_fs("size=1g,spool=1m");
     let (ino, fh) = create(&fs, NodeId::ROOT, "f");
     fs.write(fh, 0, &numbered(2 << 20, 5)).unwrap();
     assert_eq!(fs.tier(ino), Ok(Tier::Spill));
@@ -1667,18 +1667,13 @@ fn small_files_crossing_the_spool_threshold_move_at_once_even_with_the_spool_thr
 #[test]
 fn a_file_truncated_under_the_threshold_during_its_copy_stays_in_ram() {
     const MIB: usize = 1 << 20;
-    let (_parent, fs) = spilling_fs("size=1g,spool=40m");
-    fs.tiers.moves.served.store(true, Ordering::Release);
+    let (_parent, fs) = copying_fs("size=1g,spool=40m");
     let (ino, fh) = create(&fs, NodeId::ROOT, "f");
     let mut model = Vec::new();
     write_both(&fs, fh, &mut model, 0, &numbered(41 * MIB, 6));
     assert!(fs.advance_copies(2));
     // Emptied for reuse, as temp files often are: no reason to leave RAM.
-    let empty = SetAttr {
-        size: Some(0),
-        ..SetAttr::default()
-    };
-    fs.setattr(USER, ino, empty).unwrap();
+    resize(&fs, ino, 0);
     assert!(!fs.advance_copies(usize::MAX));
     let s = fs.stats();
     assert_eq!((fs.tier(ino), s.spills, s.bytes), (Ok(Tier::Ram), 0, 0), "{s:?}");
