@@ -330,12 +330,9 @@ impl Fs {
         let Some(mut job) = moves.queue.lock().pop_front() else {
             return false;
         };
-        let Some(node) = job.node.upgrade() else {
-            // Deleted and freed: its memory went back already.
-            job.copy.abandon(None);
-            return !moves.queue.lock().is_empty();
-        };
-        let Some(file) = node.file() else {
+        let node = job.node.upgrade();
+        // Deleted and freed: its memory went back already.
+        let Some((node, file)) = node.as_deref().and_then(|n| Some((n, n.file()?))) else {
             job.copy.abandon(None);
             return !moves.queue.lock().is_empty();
         };
@@ -359,16 +356,21 @@ impl Fs {
                 // Hand the file to a waiting request before the next step.
                 Ok(true) => parking_lot::RwLockWriteGuard::unlock_fair(d),
                 Ok(false) => {
-                    let finished = job.copy.finish(&mut d, &self.budget);
-                    self.copied_out(&node, &mut d, finished.as_ref().map(|_| ()).map_err(|e| *e));
-                    drop(d);
-                    // The RAM file's memory, freed once the file is let go.
-                    drop(finished);
+                    match job.copy.finish(&mut d, &self.budget) {
+                        Ok(memory) => {
+                            self.copied_out(node, &mut d, Ok(()));
+                            drop(d);
+                            // The RAM file's memory, freed once the file is
+                            // let go.
+                            drop(memory);
+                        }
+                        Err(e) => self.copied_out(node, &mut d, Err(e)),
+                    }
                     break;
                 }
                 Err(e) => {
                     job.copy.abandon(Some(&mut d));
-                    self.copied_out(&node, &mut d, Err(e));
+                    self.copied_out(node, &mut d, Err(e));
                     break;
                 }
             }
