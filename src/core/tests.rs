@@ -1665,7 +1665,7 @@ fn small_files_crossing_the_spool_threshold_move_at_once_even_with_the_spool_thr
 }
 
 #[test]
-fn a_file_truncated_under_the_threshold_during_its_copy_stays_in_ram() {
+fn a_file_truncated_far_under_the_threshold_during_its_copy_stays_in_ram() {
     const MIB: usize = 1 << 20;
     let (_parent, fs) = copying_fs("size=1g,spool=40m");
     let (ino, fh) = create(&fs, NodeId::ROOT, "f");
@@ -1684,4 +1684,29 @@ fn a_file_truncated_under_the_threshold_during_its_copy_stays_in_ram() {
     assert!(!fs.advance_copies(usize::MAX));
     assert_eq!(fs.tier(ino), Ok(Tier::Spill));
     assert!(fs.read(fh, 0, model.len() as u32).unwrap() == model);
+}
+
+#[test]
+fn a_file_rewritten_in_place_at_the_threshold_is_copied_out_once() {
+    const MIB: usize = 1 << 20;
+    let (_parent, fs) = copying_fs("size=1g,spool=40m");
+    let (ino, fh) = create(&fs, NodeId::ROOT, "f");
+    let mut model = Vec::new();
+    // Exactly the threshold: not over it yet.
+    write_both(&fs, fh, &mut model, 0, &numbered(40 * MIB, 8));
+    assert_eq!(fs.tier(ino), Ok(Tier::Ram));
+    // Random 4 KiB writes inside it (fio's randwrite on a laid-out file)
+    // may grow it, so the first one crosses; the copy then finishes,
+    // rather than being dropped and begun again at every write (each
+    // beginning makes a spill file).
+    for i in 0..64u64 {
+        let off = (i * 7_919 * 4096) % (40 * MIB as u64 - 4096);
+        write_both(&fs, fh, &mut model, off as usize, &numbered(4096, i as u8));
+        fs.advance_copies(1);
+    }
+    assert!(!fs.advance_copies(usize::MAX));
+    let s = fs.stats();
+    assert_eq!((fs.tier(ino), s.spills), (Ok(Tier::Spill), 1), "{s:?}");
+    assert_eq!(fs.tiers.moves.next_id.load(Ordering::Relaxed), 1, "copies begun");
+    assert!(fs.read(fh, 0, model.len() as u32 + 10).unwrap() == model);
 }

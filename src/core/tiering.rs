@@ -131,7 +131,7 @@ pub(crate) struct Moves {
     queue: Mutex<VecDeque<CopyJob>>,
     cond: Condvar,
     pub(crate) served: AtomicBool,
-    next_id: AtomicU64,
+    pub(crate) next_id: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -338,11 +338,18 @@ impl Fs {
         };
         loop {
             let mut d = file.write();
-            if !job.copy.is_of(&d) || d.allocated() <= self.tiers.spool || self.tiers.shutdown.load(Ordering::Acquire) {
+            if !job.copy.is_of(&d)
+                || d.allocated() <= self.tiers.spool / 4
+                || self.tiers.shutdown.load(Ordering::Acquire)
+            {
                 // Released, moved by other means (memory pressure, its
-                // writer), truncated back under the threshold (it stays
-                // in RAM: a new copy starts if it grows past it again),
-                // or the mount is going away.
+                // writer), truncated to where a spilled file would come
+                // back (it stays in RAM: a new copy starts if it grows
+                // past the threshold again), or the mount is going away.
+                // Not at the threshold itself: a write inside a file that
+                // holds exactly `spool=` counts as crossing it (its
+                // growth is not known before it lands), and a copy
+                // dropped there would be begun again at every such write.
                 job.copy.abandon(Some(&mut d));
                 break;
             }
