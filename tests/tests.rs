@@ -13,6 +13,7 @@ mod cli;
 mod companion;
 mod passthrough;
 mod posix;
+mod requests;
 mod robustness;
 mod spill;
 mod unprivileged;

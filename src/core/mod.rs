@@ -27,6 +27,7 @@
 mod dir;
 pub mod ids;
 mod node;
+mod requests;
 mod tiering;
 
 use std::collections::BTreeMap;
@@ -48,6 +49,7 @@ use dir::{Dir, FIRST_COOKIE};
 pub use ids::{Caller, Generation, HandleId, NodeId};
 pub use node::Kind;
 use node::{saturating_dec, Body, Meta, Node};
+pub use requests::{Op, Requests};
 use tiering::{is_stats_xattr, Tiers};
 pub use tiering::{Background, STATS_XATTR};
 
@@ -305,6 +307,9 @@ pub struct Stats {
     /// Opens passed through to the kernel so far.
     #[serde(default)]
     pub passthrough_opened: u64,
+    /// Requests received from the kernel, by kind.
+    #[serde(default)]
+    pub requests: Requests,
 }
 
 /// The file system. Shared by every adapter thread (`&self` everywhere).
@@ -321,6 +326,7 @@ pub struct Fs {
     /// without the daemon, so [`Fs::charge_passthrough_writes`] looks.
     passed_through: DashMap<NodeId, Arc<Node>>,
     rename_lock: Mutex<()>,
+    requests: requests::Counters,
     tiers: Tiers,
     invalidator: OnceLock<Box<dyn Invalidate>>,
     #[cfg(feature = "fault-injection")]
@@ -397,6 +403,7 @@ impl Fs {
             passthrough_opened: AtomicU64::new(0),
             passed_through: DashMap::new(),
             rename_lock: Mutex::new(()),
+            requests: requests::Counters::new(),
             tiers: Tiers::new(
                 spill,
                 if spilling { config.spool } else { u64::MAX },
@@ -1640,6 +1647,12 @@ impl Fs {
         }
     }
 
+    /// Counts one request from the kernel (adapters call this for every
+    /// request they receive, answered by the core or not).
+    pub fn count(&self, op: Op) {
+        self.requests.count(op);
+    }
+
     /// Current counters.
     #[must_use]
     pub fn stats(&self) -> Stats {
@@ -1685,6 +1698,7 @@ impl Fs {
             open_handles: self.handles.len() as u64,
             passthrough_opens: self.handles.iter().filter(|h| h.passthrough).count() as u64,
             passthrough_opened: self.passthrough_opened.load(Ordering::Relaxed),
+            requests: self.requests.snapshot(),
         }
     }
 

@@ -23,12 +23,12 @@ use dashmap::mapref::entry::Entry as SlotEntry;
 use dashmap::DashMap;
 use fuser::{
     AccessFlags, BackingId, BsdFileFlags, CopyFileRangeFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation,
-    INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite,
-    ReplyXattr, Request, TimeOrNow, WriteFlags,
+    INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use crate::core::{self, Caller, Entry, Fallocate, Fs, HandleId, NodeId, OpenMode, SetAttr, TimeSet, Whence};
+use crate::core::{self, Caller, Entry, Fallocate, Fs, HandleId, NodeId, Op, OpenMode, SetAttr, TimeSet, Whence};
 use crate::error::FsError;
 use attr::{errno, file_attr, file_type, negative_entry, TTL};
 pub use poll::BusyPoll;
@@ -120,12 +120,13 @@ impl FuseFs {
     /// Runs one request handler, catching a panic so that the session
     /// survives. The panic hook has already logged the message and its
     /// location.
-    fn guarded(&self, op: &'static str, f: impl FnOnce()) {
+    fn guarded(&self, op: Op, f: impl FnOnce()) {
+        self.fs.count(op);
         if let Some(p) = &self.poll {
             p.request();
         }
         if catch_unwind(AssertUnwindSafe(f)).is_err() {
-            tracing::error!(op, "request panicked; answered EIO");
+            tracing::error!(?op, "request panicked; answered EIO");
         }
     }
 }
@@ -267,18 +268,18 @@ impl Filesystem for FuseFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        self.guarded("lookup", || match self.fs.lookup(node(parent), name) {
+        self.guarded(Op::Lookup, || match self.fs.lookup(node(parent), name) {
             Err(FsError::NotFound) => reply.entry(&TTL, &negative_entry(), Generation(0)),
             r => reply_entry(reply, r),
         });
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.guarded("forget", || self.fs.forget(node(ino), nlookup));
+        self.guarded(Op::Forget, || self.fs.forget(node(ino), nlookup));
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        self.guarded("getattr", || match self.fs.getattr(node(ino)) {
+        self.guarded(Op::Getattr, || match self.fs.getattr(node(ino)) {
             Ok(a) => reply.attr(&TTL, &file_attr(&a)),
             Err(e) => reply.error(errno(e)),
         });
@@ -302,7 +303,7 @@ impl Filesystem for FuseFs {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        self.guarded("setattr", || {
+        self.guarded(Op::Setattr, || {
             let set = SetAttr {
                 mode,
                 uid,
@@ -320,14 +321,14 @@ impl Filesystem for FuseFs {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        self.guarded("readlink", || match self.fs.readlink(node(ino)) {
+        self.guarded(Op::Readlink, || match self.fs.readlink(node(ino)) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(errno(e)),
         });
     }
 
     fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
-        self.guarded("mknod", || {
+        self.guarded(Op::Mknod, || {
             reply_entry(
                 reply,
                 self.fs.mknod(caller(req), node(parent), name, mode & !umask, rdev),
@@ -336,7 +337,7 @@ impl Filesystem for FuseFs {
     }
 
     fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
-        self.guarded("mkdir", || {
+        self.guarded(Op::Mkdir, || {
             reply_entry(
                 reply,
                 self.fs.mkdir(caller(req), node(parent), name, mode & !umask & 0o7777),
@@ -345,19 +346,19 @@ impl Filesystem for FuseFs {
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.guarded("unlink", || {
+        self.guarded(Op::Unlink, || {
             reply_empty(reply, self.fs.unlink(caller(req), node(parent), name))
         });
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.guarded("rmdir", || {
+        self.guarded(Op::Rmdir, || {
             reply_empty(reply, self.fs.rmdir(caller(req), node(parent), name))
         });
     }
 
     fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
-        self.guarded("symlink", || {
+        self.guarded(Op::Symlink, || {
             reply_entry(
                 reply,
                 self.fs
@@ -376,7 +377,7 @@ impl Filesystem for FuseFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        self.guarded("rename", || {
+        self.guarded(Op::Rename, || {
             let Some(flags) = rename_flags(flags) else {
                 return reply.error(Errno::EINVAL);
             };
@@ -388,7 +389,7 @@ impl Filesystem for FuseFs {
     }
 
     fn link(&self, req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
-        self.guarded("link", || {
+        self.guarded(Op::Link, || {
             reply_entry(reply, self.fs.link(caller(req), node(ino), node(newparent), newname));
         });
     }
@@ -399,9 +400,10 @@ impl Filesystem for FuseFs {
         // the kernel checks permissions itself, and its lookup reference
         // keeps an unlinked file alive while it is open.
         if self.fs.stateless_opens() {
+            self.fs.count(Op::Open);
             return reply.error(Errno::ENOSYS);
         }
-        self.guarded("open", || {
+        self.guarded(Op::Open, || {
             if !self.fs.passthrough() {
                 return match self.fs.open(caller(req), node(ino), flags.0) {
                     Ok(fh) => reply.opened(FileHandle(fh.0), OPEN_FLAGS),
@@ -449,7 +451,7 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        self.guarded("read", || match self.fs.read(file_handle(ino, fh), offset, size) {
+        self.guarded(Op::Read, || match self.fs.read(file_handle(ino, fh), offset, size) {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(errno(e)),
         });
@@ -473,7 +475,7 @@ impl Filesystem for FuseFs {
         let kill = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
         // Answered before the bytes are copied (the file stays locked until
         // they are), so that the copy overlaps the kernel's next request.
-        self.guarded("write", || {
+        self.guarded(Op::Write, || {
             self.fs
                 .write_answering(file_handle(ino, fh), offset, data, kill, |r| match r {
                     Ok(n) => reply.written(n),
@@ -485,6 +487,7 @@ impl Filesystem for FuseFs {
     fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
         // Nothing is buffered here and locks are the kernel's: ENOSYS tells
         // the kernel to stop sending FLUSH at every close.
+        self.fs.count(Op::Flush);
         reply.error(Errno::ENOSYS);
     }
 
@@ -500,9 +503,10 @@ impl Filesystem for FuseFs {
     ) {
         // Handle 0 was never handed out: nothing to release.
         if fh.0 == 0 {
+            self.fs.count(Op::Release);
             return reply.ok();
         }
-        self.guarded("release", || {
+        self.guarded(Op::Release, || {
             if !self.fs.passthrough() {
                 return reply_empty(reply, self.fs.release(handle(fh)));
             }
@@ -519,7 +523,7 @@ impl Filesystem for FuseFs {
     }
 
     fn fsync(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        self.guarded("fsync", || match self.fs.fsync(file_handle(ino, fh)) {
+        self.guarded(Op::Fsync, || match self.fs.fsync(file_handle(ino, fh)) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(e)),
         });
@@ -529,16 +533,17 @@ impl Filesystem for FuseFs {
         // As for open; stateless directories also let the kernel cache
         // listings, which it drops whenever it changes the directory.
         if self.fs.stateless_dirs() {
+            self.fs.count(Op::Opendir);
             return reply.error(Errno::ENOSYS);
         }
-        self.guarded("opendir", || match self.fs.opendir(caller(req), node(ino)) {
+        self.guarded(Op::Opendir, || match self.fs.opendir(caller(req), node(ino)) {
             Ok(fh) => reply.opened(FileHandle(fh.0), FopenFlags::empty()),
             Err(e) => reply.error(errno(e)),
         });
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        self.guarded("readdir", || {
+        self.guarded(Op::Readdir, || {
             let r = self.fs.readdir(node(ino), offset, |e| {
                 reply.add(INodeNo(e.ino.0), e.offset, file_type(e.kind), e.name)
             });
@@ -550,7 +555,7 @@ impl Filesystem for FuseFs {
     }
 
     fn readdirplus(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
-        self.guarded("readdirplus", || {
+        self.guarded(Op::Readdirplus, || {
             let r = self.fs.readdirplus(node(ino), offset, |e, entry| {
                 reply.add(
                     INodeNo(e.ino.0),
@@ -569,15 +574,33 @@ impl Filesystem for FuseFs {
     }
 
     fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
-        self.guarded("releasedir", || reply_empty(reply, self.fs.release(handle(fh))));
+        self.guarded(Op::Releasedir, || reply_empty(reply, self.fs.release(handle(fh))));
     }
 
     fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        self.fs.count(Op::Fsyncdir);
         reply.ok();
     }
 
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        // No ioctls here. The kernel forwards every one (Python's isatty()
+        // sends TCGETS at each open) and does not remember the answer.
+        self.fs.count(Op::Ioctl);
+        reply.error(Errno::ENOTTY);
+    }
+
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        self.guarded("statfs", || {
+        self.guarded(Op::Statfs, || {
             let s = self.fs.statfs();
             reply.statfs(
                 s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.bsize,
@@ -595,7 +618,7 @@ impl Filesystem for FuseFs {
         position: u32,
         reply: ReplyEmpty,
     ) {
-        self.guarded("setxattr", || {
+        self.guarded(Op::Setxattr, || {
             if position != 0 {
                 return reply.error(Errno::EINVAL);
             }
@@ -604,25 +627,25 @@ impl Filesystem for FuseFs {
     }
 
     fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        self.guarded("getxattr", || {
+        self.guarded(Op::Getxattr, || {
             reply_xattr(reply, size, self.fs.getxattr(caller(req), node(ino), name))
         });
     }
 
     fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        self.guarded("listxattr", || {
+        self.guarded(Op::Listxattr, || {
             reply_xattr(reply, size, self.fs.listxattr(caller(req), node(ino)))
         });
     }
 
     fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.guarded("removexattr", || {
+        self.guarded(Op::Removexattr, || {
             reply_empty(reply, self.fs.removexattr(caller(req), node(ino), name))
         });
     }
 
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        self.guarded("access", || {
+        self.guarded(Op::Access, || {
             reply_empty(reply, self.fs.access(caller(req), node(ino), mask.bits()))
         });
     }
@@ -645,7 +668,7 @@ impl Filesystem for FuseFs {
         if self.fs.stateless_opens() {
             return reply.error(Errno::ENOSYS);
         }
-        self.guarded("create", || {
+        self.guarded(Op::Create, || {
             match self
                 .fs
                 .create(caller(req), node(parent), name, mode & !umask & 0o7777, flags)
@@ -672,14 +695,14 @@ impl Filesystem for FuseFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        self.guarded("fallocate", || {
+        self.guarded(Op::Fallocate, || {
             let r = Fallocate::from_mode(mode).and_then(|m| self.fs.fallocate(file_handle(ino, fh), offset, length, m));
             reply_empty(reply, r);
         });
     }
 
     fn lseek(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {
-        self.guarded("lseek", || {
+        self.guarded(Op::Lseek, || {
             let whence = match whence {
                 libc::SEEK_SET => Whence::Set,
                 libc::SEEK_END => Whence::End,
@@ -717,7 +740,7 @@ impl Filesystem for FuseFs {
         flags: CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
-        self.guarded("copy_file_range", || {
+        self.guarded(Op::CopyFileRange, || {
             if !flags.is_empty() {
                 return reply.error(Errno::EINVAL);
             }
