@@ -1465,7 +1465,8 @@ impl Fs {
         if let Err(e) = check_range(off, data.len() as u64) {
             return answer(Err(e));
         }
-        self.spool_before_growth(&h.node, &mut d, data.len() as u64);
+        let grow = d.growth(off, data.len());
+        self.spool_before_growth(&h.node, &mut d, grow);
         let w = match d.prepare_write(off, data, &self.budget) {
             Ok(w) => w,
             Err(e) => return answer(Err(storage(e))),
@@ -1881,6 +1882,8 @@ impl Fs {
         let mut d = file.write();
         let before = d.len();
         if mode != Fallocate::PunchHole {
+            // `len` bounds the growth: walking the range could take as
+            // long as the range is large.
             self.spool_before_growth(&h.node, &mut d, len);
         }
         match mode {
@@ -1952,7 +1955,8 @@ impl Fs {
                 break;
             }
             let mut d = dst.write();
-            self.spool_before_growth(&hout.node, &mut d, got as u64);
+            let grow = d.growth(off_out + done, got);
+            self.spool_before_growth(&hout.node, &mut d, grow);
             let wrote = d.write_at(off_out + done, &buf[..got], &self.budget);
             if d.tier() == Tier::Ram {
                 self.after_ram_growth(&hout.node, &mut d);

@@ -1687,7 +1687,7 @@ fn a_file_truncated_far_under_the_threshold_during_its_copy_stays_in_ram() {
 }
 
 #[test]
-fn a_file_rewritten_in_place_at_the_threshold_is_copied_out_once() {
+fn a_file_rewritten_in_place_at_the_threshold_stays_in_ram_until_it_grows() {
     const MIB: usize = 1 << 20;
     let (_parent, fs) = copying_fs("size=1g,spool=40m");
     let (ino, fh) = create(&fs, NodeId::ROOT, "f");
@@ -1696,11 +1696,21 @@ fn a_file_rewritten_in_place_at_the_threshold_is_copied_out_once() {
     write_both(&fs, fh, &mut model, 0, &numbered(40 * MIB, 8));
     assert_eq!(fs.tier(ino), Ok(Tier::Ram));
     // Random 4 KiB writes inside it (fio's randwrite on a laid-out file)
-    // may grow it, so the first one crosses; the copy then finishes,
-    // rather than being dropped and begun again at every write (each
-    // beginning makes a spill file).
+    // add nothing: no crossing, no copy begun (each would make a spill
+    // file).
     for i in 0..64u64 {
         let off = (i * 7_919 * 4096) % (40 * MIB as u64 - 4096);
+        write_both(&fs, fh, &mut model, off as usize, &numbered(4096, i as u8));
+        fs.advance_copies(1);
+    }
+    assert_eq!(fs.tier(ino), Ok(Tier::Ram));
+    assert_eq!(fs.tiers.moves.next_id.load(Ordering::Relaxed), 0, "copies begun");
+    // One write past the end crosses: one copy, finished, even with more
+    // writes inside the file while it runs.
+    let end = model.len();
+    write_both(&fs, fh, &mut model, end, &numbered(4096, 99));
+    for i in 0..16u64 {
+        let off = (i * 7_919 * 4096) % (40 * MIB as u64);
         write_both(&fs, fh, &mut model, off as usize, &numbered(4096, i as u8));
         fs.advance_copies(1);
     }

@@ -274,11 +274,13 @@ impl Fs {
         })
     }
 
-    /// Before up to `grow` more bytes land in `data`: spill it first when it
+    /// Before `data` grows by up to `grow` bytes: spill it first when it
     /// would then hold more than the spool threshold, or, when it holds
     /// [`BACKGROUND_COPY_MIN`] already and the spool thread runs, have it
-    /// copied out in the background. A failed spill (spill disk full)
-    /// leaves the file in RAM, where the write may still fit.
+    /// copied out in the background. Writes pass their exact growth
+    /// ([`FileData::growth`]), so a file rewritten in place never crosses.
+    /// A failed spill (spill disk full) leaves the file in RAM, where the
+    /// write may still fit.
     pub(crate) fn spool_before_growth(&self, node: &Arc<Node>, data: &mut FileData, grow: u64) {
         if data.tier() != Tier::Spill
             && data.allocated().saturating_add(grow) > self.tiers.spool
@@ -346,10 +348,9 @@ impl Fs {
                 // writer), truncated to where a spilled file would come
                 // back (it stays in RAM: a new copy starts if it grows
                 // past the threshold again), or the mount is going away.
-                // Not at the threshold itself: a write inside a file that
-                // holds exactly `spool=` counts as crossing it (its
-                // growth is not known before it lands), and a copy
-                // dropped there would be begun again at every such write.
+                // Not at the threshold itself: a file that shrinks and
+                // grows around it would begin and drop a copy (a new
+                // spill file) at every crossing.
                 job.copy.abandon(Some(&mut d));
                 break;
             }

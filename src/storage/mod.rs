@@ -294,6 +294,17 @@ impl FileData {
         }
     }
 
+    /// What a write of `len` bytes at `off` would add to
+    /// [`FileData::allocated`]: exact in RAM, `len` (an upper bound) in the
+    /// other tiers.
+    #[must_use]
+    pub fn growth(&self, off: u64, len: usize) -> u64 {
+        match self {
+            Self::Ram(f) => f.growth(off, len),
+            Self::Spill(_) | Self::Packed(_) => len as u64,
+        }
+    }
+
     /// Reads at `off` into `buf`; returns the count (short at end of file).
     ///
     /// # Errors

@@ -156,6 +156,18 @@ impl RamFile {
         Ok(())
     }
 
+    /// The memory a write of `len` bytes at `off` would add: none for a
+    /// write into chunks that have room.
+    #[must_use]
+    pub fn growth(&self, off: u64, len: usize) -> u64 {
+        let mut extra = 0u64;
+        self.for_each_span(off, off.saturating_add(len as u64), |idx, _, to| {
+            let cap = self.chunks.get(&idx).map_or(0, Vec::capacity);
+            extra += (grown_capacity(cap, to) - cap) as u64;
+        });
+        extra
+    }
+
     /// The half of a write of `len` bytes at `off` that can fail: reserves
     /// what the write costs from `budget`, counts it as allocated and sets
     /// the new size. [`RamFile::finish_write`] with the same offset and
@@ -168,11 +180,7 @@ impl RamFile {
             return Ok(());
         }
         let end = off + len as u64;
-        let mut extra = 0u64;
-        self.for_each_span(off, end, |idx, _, to| {
-            let cap = self.chunks.get(&idx).map_or(0, Vec::capacity);
-            extra += (grown_capacity(cap, to) - cap) as u64;
-        });
+        let extra = self.growth(off, len);
         budget.reserve_ram(extra)?;
         self.allocated += extra;
         self.len = self.len.max(end);
