@@ -95,6 +95,20 @@ fn bench_measures_private_mount_disk_and_tmpfs() {
         let r = &j["metrics"][0]["results"][0]["ratio_to_tmpfs"];
         assert!(r.as_f64().unwrap() > 0.0, "{r}");
     }
+    // The private mount's requests, per workload: each small file is
+    // unlinked by exactly one request.
+    let requests = j["requests"].as_array().unwrap();
+    let workloads: Vec<&str> = requests.iter().map(|r| r["workload"].as_str().unwrap()).collect();
+    assert_eq!(workloads, ["small", "meta", "tree"]);
+    for r in requests {
+        assert_eq!(r["totals"].as_array().unwrap().len(), 2, "{r}");
+        assert!(r["median"].as_u64().unwrap() > 0, "{r}");
+    }
+    assert_eq!(
+        requests[0]["by_kind"]["unlink"], requests[0]["units"],
+        "{}",
+        requests[0]
+    );
     let chart = fs::read_to_string(&svg).unwrap();
     assert!(chart.starts_with("<svg") && chart.contains("small_create_unlink"));
     assert!(
@@ -132,6 +146,8 @@ fn bench_on_given_directories_names_what_they_are() {
     assert!(table.contains("(a tmpfsd mount)"), "{table}");
     assert!(table.contains("(disk)"), "{table}");
     assert!(table.contains("named_tempfile_64k"), "{table}");
+    // Only a private mount has its requests counted.
+    assert!(!table.contains("requests the kernel"), "{table}");
     // Columns are headed by the last component; the legend has the path.
     let name = plain.path().file_name().unwrap().to_str().unwrap();
     let header = table.lines().find(|l| l.starts_with("metric")).unwrap();

@@ -1703,6 +1703,13 @@ impl Fs {
         }
     }
 
+    /// Requests received from the kernel so far, by kind (the field of
+    /// [`Stats`], without the rest of its walk).
+    #[must_use]
+    pub fn requests(&self) -> Requests {
+        self.requests.snapshot()
+    }
+
     /// The tier holding a file's bytes.
     ///
     /// # Errors

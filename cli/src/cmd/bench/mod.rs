@@ -16,11 +16,11 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context};
-use tmpfsd::{sys, MountConfig};
+use tmpfsd::{sys, Fs, MountConfig};
 
 use super::mount::{start, Running};
 use crate::{logging, usage, CliError};
-use report::{Measurement, Report};
+use report::{Measurement, Report, RequestSample};
 use workloads::{Sizes, Workload, INTERRUPTED};
 
 /// What a measured directory is, for the ratio columns.
@@ -140,9 +140,13 @@ pub(crate) fn run(args: &BenchArgs, log_level: &str) -> Result<(), CliError> {
         })
         .context("cannot start the signal thread")?;
 
-    let result = measure(&targets, &workloads, &sizes, &tarball, args.reps);
+    // The private mount (the first target) has its requests counted: the
+    // round trips behind its figures.
+    let counted = private.as_ref().and_then(|p| p.running.as_ref()).map(|r| (0, &*r.fs));
+    let result = measure(&targets, &workloads, &sizes, &tarball, args.reps, counted);
     drop(private.take());
-    let report = Report::new(targets, args.reps, result?);
+    let (measurements, requests) = result?;
+    let report = Report::new(targets, args.reps, measurements).with_requests(requests);
     if let Some(plot) = &args.plot {
         std::fs::write(plot, report.svg()).with_context(|| format!("cannot write {}", plot.display()))?;
     }
@@ -228,15 +232,18 @@ fn kind_of(dir: &Path) -> anyhow::Result<Kind> {
 
 /// Runs every workload on every target, `reps` times, interleaved: each
 /// workload runs on all targets before the next starts, so that a noisy
-/// moment hits every column alike.
+/// moment hits every column alike. For `counted`, a target served by this
+/// process and its file system, the requests of each run are counted too.
 fn measure(
     targets: &[Target],
     workloads: &[Workload],
     sizes: &Sizes,
     tarball: &[u8],
     reps: u32,
-) -> anyhow::Result<Vec<Measurement>> {
+    counted: Option<(usize, &Fs)>,
+) -> anyhow::Result<(Vec<Measurement>, Vec<RequestSample>)> {
     let mut out = Vec::new();
+    let mut requests = Vec::new();
     let mut failed = 0;
     let started = Instant::now();
     for rep in 1..=reps {
@@ -257,7 +264,10 @@ fn measure(
                         continue;
                     }
                 };
+                let fs = counted.and_then(|(c, fs)| (c == t).then_some(fs));
+                let before = fs.map(Fs::requests);
                 let result = w.run(scratch.path(), sizes, tarball);
+                let sent = fs.zip(before).map(|(fs, before)| fs.requests().since(&before));
                 let cleaned = scratch.close();
                 if INTERRUPTED.load(Ordering::Relaxed) {
                     bail!("interrupted");
@@ -288,13 +298,20 @@ fn measure(
                 for f in figures {
                     out.push(Measurement { target: t, figure: f });
                 }
+                if let Some(sent) = sent {
+                    requests.push(RequestSample {
+                        workload: w.name(),
+                        units: w.units(sizes),
+                        requests: sent,
+                    });
+                }
             }
         }
     }
     if out.is_empty() && failed > 0 {
         bail!("every workload failed");
     }
-    Ok(out)
+    Ok((out, requests))
 }
 
 /// A private tmpfsd mount served by this process; dropping it unmounts,

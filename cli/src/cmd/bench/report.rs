@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use serde_json::{json, Value};
+use tmpfsd::core::Requests;
 
 use super::workloads::{Better, Figure};
 use super::{Kind, Target};
@@ -14,6 +15,46 @@ pub(super) struct Measurement {
     /// Index into the targets.
     pub target: usize,
     pub figure: Figure,
+}
+
+/// The requests the kernel sent a tmpfsd mount during one run of one
+/// workload.
+#[derive(Debug, Clone)]
+pub(super) struct RequestSample {
+    pub workload: &'static str,
+    /// How many of what the workload does, for requests per unit.
+    pub units: Option<(u64, &'static str)>,
+    pub requests: Requests,
+}
+
+/// A workload's requests: its median run (by total) and every run's total.
+#[derive(Debug)]
+struct RequestRow<'a> {
+    median: &'a RequestSample,
+    totals: Vec<u64>,
+}
+
+impl RequestRow<'_> {
+    /// Requests per unit of work, when the workload has units.
+    fn per_unit(&self, count: u64) -> Option<f64> {
+        self.median
+            .units
+            .filter(|&(n, _)| n > 0)
+            .map(|(n, _)| count as f64 / n as f64)
+    }
+}
+
+/// The kinds of request in `r` that were sent at all, most frequent first.
+fn kinds(r: &Requests) -> Vec<(String, u64)> {
+    let Ok(Value::Object(fields)) = serde_json::to_value(r) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, u64)> = fields
+        .into_iter()
+        .filter_map(|(k, v)| v.as_u64().filter(|&n| n > 0).map(|n| (k, n)))
+        .collect();
+    out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    out
 }
 
 /// One metric across targets.
@@ -102,6 +143,8 @@ pub(super) struct Report {
     rows: Vec<Row>,
     tmpfs: Option<usize>,
     disk: Option<usize>,
+    /// Requests to the private tmpfsd mount (the first target), per run.
+    requests: Vec<RequestSample>,
 }
 
 impl Report {
@@ -130,7 +173,85 @@ impl Report {
             rows,
             tmpfs,
             disk,
+            requests: Vec::new(),
         }
+    }
+
+    /// Adds the requests counted on the private mount.
+    pub(super) fn with_requests(mut self, requests: Vec<RequestSample>) -> Self {
+        self.requests = requests;
+        self
+    }
+
+    /// One row per workload whose requests were counted, in run order;
+    /// the median run is a real run (the lower middle one of an even
+    /// count), so that its kinds add up to its total.
+    fn request_rows(&self) -> Vec<RequestRow<'_>> {
+        let mut names: Vec<&str> = Vec::new();
+        for r in &self.requests {
+            if !names.contains(&r.workload) {
+                names.push(r.workload);
+            }
+        }
+        names
+            .into_iter()
+            .filter_map(|name| {
+                let mut runs: Vec<&RequestSample> = self.requests.iter().filter(|r| r.workload == name).collect();
+                let totals = runs.iter().map(|r| r.requests.total()).collect();
+                runs.sort_by_key(|r| r.requests.total());
+                let median = *runs.get((runs.len().max(1) - 1) / 2)?;
+                Some(RequestRow { median, totals })
+            })
+            .collect()
+    }
+
+    /// The requests section of the table: per workload, the median run's
+    /// requests, per unit of work where there is one, by kind.
+    fn requests_table(&self) -> String {
+        let rows = self.request_rows();
+        let mut out = String::new();
+        if rows.is_empty() {
+            return out;
+        }
+        let label = &self.targets[0].label;
+        let _ = writeln!(
+            out,
+            "\nrequests the kernel sent {label} (median run; by kind per unit of work where there is one)"
+        );
+        let _ = writeln!(out, "{:<10} {:>10} {:>14}  by kind", "workload", "requests", "per unit");
+        for row in rows {
+            let total = row.median.requests.total();
+            let per = match (row.per_unit(total), row.median.units) {
+                (Some(x), Some((_, unit))) => format!("{} / {unit}", format_count(x)),
+                _ => "-".into(),
+            };
+            // Kinds rarer than one in a hundred units go together.
+            let mut by_kind = Vec::new();
+            let mut rare = false;
+            for (k, n) in kinds(&row.median.requests) {
+                match row.per_unit(n) {
+                    Some(x) if x < 0.005 => rare = true,
+                    Some(x) => by_kind.push(format!("{k} {}", format_count(x))),
+                    None => by_kind.push(format!("{k} {n}")),
+                }
+            }
+            if rare {
+                by_kind.push("others <0.01".into());
+            }
+            // The kinds wrap under their heading within [`WIDE`] columns.
+            let mut line = format!("{:<10} {:>10} {:>14} ", row.median.workload, total, per);
+            let indent = line.chars().count();
+            for (i, kind) in by_kind.iter().enumerate() {
+                let sep = if i + 1 < by_kind.len() { "," } else { "" };
+                if i > 0 && line.chars().count() + 1 + kind.len() + sep.len() > WIDE {
+                    let _ = writeln!(out, "{line}");
+                    line = " ".repeat(indent);
+                }
+                let _ = write!(line, " {kind}{sep}");
+            }
+            let _ = writeln!(out, "{line}");
+        }
+        out
     }
 
     /// Ratio columns: each target against tmpfs, and each target that is
@@ -196,6 +317,7 @@ impl Report {
         let all: Vec<&Column> = values.iter().chain(&ratios).collect();
         if LEAD + all.iter().map(|c| 1 + c.width()).sum::<usize>() <= WIDE {
             out.push_str(&self.grid(&all));
+            out.push_str(&self.requests_table());
             return out;
         }
         out.push_str("values\n");
@@ -211,6 +333,7 @@ impl Report {
             let _ = writeln!(out, "\nspeed relative to {} ({})", target.label, target.describe());
             out.push_str(&self.grid(&cols.iter().collect::<Vec<_>>()));
         }
+        out.push_str(&self.requests_table());
         out
     }
 
@@ -276,10 +399,28 @@ impl Report {
                 })
             })
             .collect();
+        let requests: Vec<Value> = self
+            .request_rows()
+            .iter()
+            .map(|row| {
+                let total = row.median.requests.total();
+                json!({
+                    "workload": row.median.workload,
+                    "target": self.targets[0].label,
+                    "totals": row.totals,
+                    "median": total,
+                    "units": row.median.units.map(|(n, _)| n),
+                    "unit": row.median.units.map(|(_, u)| u),
+                    "per_unit": row.per_unit(total),
+                    "by_kind": row.median.requests,
+                })
+            })
+            .collect();
         json!({
             "repetitions": self.reps,
             "targets": self.targets,
             "metrics": rows,
+            "requests": requests,
         })
     }
 
@@ -400,6 +541,18 @@ impl Report {
     }
 }
 
+/// A count per unit: two decimals for small figures, whole numbers above
+/// 100, and "<0.01" rather than a zero for a few in many units.
+fn format_count(x: f64) -> String {
+    if x >= 100.0 {
+        format!("{x:.0}")
+    } else if x > 0.0 && x < 0.005 {
+        "<0.01".into()
+    } else {
+        format!("{x:.2}")
+    }
+}
+
 fn format_ratio(r: f64) -> String {
     if r >= 10.0 {
         format!("{r:.0}")
@@ -509,10 +662,97 @@ mod tests {
         assert!(!report().table().contains("\nvalues\n"));
     }
 
+    fn sample(workload: &'static str, units: Option<(u64, &'static str)>, lookup: u64, write: u64) -> RequestSample {
+        RequestSample {
+            workload,
+            units,
+            requests: Requests {
+                lookup,
+                write,
+                ..Requests::default()
+            },
+        }
+    }
+
+    #[test]
+    fn requests_show_the_median_run_per_unit_of_work() {
+        let file = Some((10, "file"));
+        let r = report().with_requests(vec![
+            sample("small", file, 10, 30),
+            sample("rand", None, 0, 5),
+            sample("meta", Some((1000, "call")), 1, 20),
+            sample("hot", Some((1000, "call")), 1, 0),
+            sample("small", file, 10, 10),
+            sample("small", file, 20, 20),
+        ]);
+        let table = r.table();
+        let line = |w: &str| -> Vec<&str> {
+            table
+                .lines()
+                .find(|l| l.starts_with(w))
+                .unwrap()
+                .split_whitespace()
+                .collect()
+        };
+        // Totals 40, 20, 40: the median run is the first of 40.
+        assert_eq!(
+            line("small "),
+            ["small", "40", "4.00", "/", "file", "write", "3.00,", "lookup", "1.00"],
+            "{table}"
+        );
+        assert_eq!(line("rand "), ["rand", "5", "-", "write", "5"]);
+        assert_eq!(
+            line("meta "),
+            ["meta", "21", "0.02", "/", "call", "write", "0.02,", "others", "<0.01"]
+        );
+        assert_eq!(line("hot "), ["hot", "1", "<0.01", "/", "call", "others", "<0.01"]);
+        assert!(table.contains("requests the kernel sent tmpfsd"), "{table}");
+        // Many kinds wrap under the heading.
+        let mut many = Requests::default();
+        (
+            many.lookup,
+            many.forget,
+            many.getattr,
+            many.setattr,
+            many.mknod,
+            many.mkdir,
+        ) = (1, 2, 3, 4, 5, 6);
+        (
+            many.unlink,
+            many.rmdir,
+            many.symlink,
+            many.write,
+            many.read,
+            many.readdirplus,
+        ) = (7, 8, 9, 10, 11, 12);
+        let wide =
+            Report::new(vec![target("tmpfsd", Kind::Tmpfsd)], 1, Vec::new()).with_requests(vec![RequestSample {
+                workload: "tree",
+                units: Some((3, "file")),
+                requests: many,
+            }]);
+        let table = wide.table();
+        let lines: Vec<&str> = table.lines().skip_while(|l| !l.starts_with("tree")).collect();
+        assert!(
+            lines.len() >= 2 && lines.iter().all(|l| l.chars().count() <= WIDE),
+            "{table}"
+        );
+        assert_eq!(table.matches(" 0.33").count(), 1, "every kind once: {table}");
+        assert!(lines[1].starts_with(&" ".repeat(30)), "{table}");
+        let j = r.json();
+        assert_eq!(j["requests"][0]["workload"], "small");
+        assert_eq!(j["requests"][0]["totals"], json!([40, 20, 40]));
+        assert_eq!(j["requests"][0]["per_unit"], 4.0);
+        assert_eq!(j["requests"][0]["by_kind"]["write"], 30);
+        assert_eq!(j["requests"][1]["per_unit"], Value::Null);
+        assert_eq!(j["requests"][2]["by_kind"]["lookup"], 1);
+    }
+
     #[test]
     fn table_json_and_plot_carry_the_figures() {
         let r = report();
         let table = r.table();
+        assert!(!table.contains("requests the kernel"), "nothing counted: {table}");
         assert!(table.contains("tmpfsd/tmpfs"), "{table}");
         assert!(table.contains("tmpfsd/disk"), "{table}");
         assert!(table.contains("disk/tmpfs"), "{table}");

@@ -147,6 +147,23 @@ impl Workload {
         Self::ALL.into_iter().find(|w| w.name() == name)
     }
 
+    /// How many of what the workload does, to count its requests per
+    /// unit; none for one that runs for a time rather than a count.
+    pub(super) fn units(self, sizes: &Sizes) -> Option<(u64, &'static str)> {
+        match self {
+            // Each MiB written (and then read back).
+            Workload::Seq => Some((sizes.seq.div_ceil(MIB as u64), "MiB")),
+            Workload::Rand => None,
+            Workload::Small => Some((sizes.small_n, "file")),
+            Workload::Dir => Some((sizes.dir_n, "file")),
+            // A stat and an open + close of the one name, each `n` times.
+            Workload::Meta => Some((2 * sizes.meta_n, "call")),
+            Workload::Named => Some((sizes.named_n, "file")),
+            Workload::Spooled => Some((sizes.spooled_n, "file")),
+            Workload::Tree => Some((sizes.tree_files, "file")),
+        }
+    }
+
     /// Runs the workload in `dir` (an empty scratch directory).
     pub(super) fn run(self, dir: &Path, sizes: &Sizes, tarball: &[u8]) -> Result<Vec<Figure>> {
         match self {
