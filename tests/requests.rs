@@ -84,6 +84,19 @@ fn counters_count_each_kind_of_request() {
 }
 
 #[test]
+fn requests_answered_without_the_core_are_counted_too() {
+    // A fresh mount: the kernel learns from the first CREATE and OPEN,
+    // both answered ENOSYS by the adapter, that opens are stateless.
+    let m = MountGuard::new("");
+    let d = requests_during(&m, || {
+        fs::write(m.join("f"), b"abc").unwrap();
+        assert_eq!(fs::read(m.join("f")).unwrap(), b"abc");
+    });
+    assert_eq!((get(&d, "create"), get(&d, "open")), (1, 1), "{d:?}");
+    assert_eq!(get(&d, "mknod"), 1, "{d:?}");
+}
+
+#[test]
 fn opens_and_closes_send_no_requests() {
     let m = warm_mount();
     let p = m.join("f");
