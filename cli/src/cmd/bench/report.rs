@@ -225,7 +225,7 @@ impl Report {
                 (Some(x), Some((_, unit))) => format!("{} / {unit}", format_count(x)),
                 _ => "-".into(),
             };
-            // Kinds rarer than one in a hundred units go together.
+            // Kinds that would show as 0.00 per unit go together.
             let mut by_kind = Vec::new();
             let mut rare = false;
             for (k, n) in kinds(&row.median.requests) {
