@@ -146,13 +146,42 @@ fn bench_on_given_directories_names_what_they_are() {
     assert!(table.contains("(a tmpfsd mount)"), "{table}");
     assert!(table.contains("(disk)"), "{table}");
     assert!(table.contains("named_tempfile_64k"), "{table}");
-    // Only a private mount has its requests counted.
-    assert!(!table.contains("requests the kernel"), "{table}");
     // Columns are headed by the last component; the legend has the path.
     let name = plain.path().file_name().unwrap().to_str().unwrap();
     let header = table.lines().find(|l| l.starts_with("metric")).unwrap();
     assert!(header.split_whitespace().any(|c| c == name), "{header}");
     assert!(table.contains(plain.path().to_str().unwrap()), "{table}");
+    // A tmpfsd mount has its requests counted, another directory not.
+    let m_name = m.path().file_name().unwrap().to_str().unwrap();
+    assert!(
+        table.contains(&format!("requests the kernel sent {m_name} (")),
+        "{table}"
+    );
+    assert!(
+        !table.contains(&format!("requests the kernel sent {name} (")),
+        "{table}"
+    );
+    // Exactly: one UNLINK and one capability check (GETXATTR) per small
+    // file, the GETXATTRs that read the counters left out.
+    let out = bench(&[
+        "--quick",
+        "--reps",
+        "1",
+        "--only",
+        "small",
+        "--json",
+        m.path().to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "bench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let small = &j["requests"][0];
+    assert_eq!(small["workload"], "small", "{j}");
+    assert_eq!(small["by_kind"]["unlink"], small["units"], "{small}");
+    assert_eq!(small["by_kind"]["getxattr"], small["units"], "{small}");
     // The given directories are left as they were.
     assert_eq!(fs::read_dir(m.path()).unwrap().count(), 0);
     assert_eq!(fs::read_dir(plain.path()).unwrap().count(), 0);

@@ -64,8 +64,9 @@ fn status_of(m: &sys::MountEntry) -> MountStatus {
     s
 }
 
-/// The daemon's counters, read from the root's virtual xattr.
-fn read_counters(mount: &Path) -> Option<Stats> {
+/// The daemon's counters, read from the root's virtual xattr (one
+/// GETXATTR request to the daemon, which counts it).
+pub(super) fn read_counters(mount: &Path) -> Option<Stats> {
     use std::os::unix::ffi::OsStrExt;
     let path = std::ffi::CString::new(mount.as_os_str().as_bytes()).ok()?;
     let name = std::ffi::CString::new(STATS_XATTR).ok()?;

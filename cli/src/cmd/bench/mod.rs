@@ -16,6 +16,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context};
+use tmpfsd::core::Requests;
 use tmpfsd::{sys, Fs, MountConfig};
 
 use super::mount::{start, Running};
@@ -61,6 +62,10 @@ pub(super) struct Target {
     /// The `-o` options of the private mount, when any were given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mount_options: Option<String>,
+    /// For a given directory on a tmpfsd mount: the mount's root, whose
+    /// counters say what the kernel sent it.
+    #[serde(skip)]
+    pub counted_at: Option<PathBuf>,
 }
 
 impl Target {
@@ -114,15 +119,17 @@ pub(crate) fn run(args: &BenchArgs, log_level: &str) -> Result<(), CliError> {
             path: mount.dir.clone(),
             kind: Kind::Tmpfsd,
             mount_options: (!args.options.is_empty()).then(|| args.options.join(",")),
+            counted_at: None,
         });
         private = Some(mount);
         for (label, dir, kind) in [("disk", "/var/tmp", Kind::Disk), ("tmpfs", "/dev/shm", Kind::Tmpfs)] {
-            match kind_of(Path::new(dir)) {
-                Ok(k) if k == kind => targets.push(Target {
+            match kind_and_root(Path::new(dir)) {
+                Ok((k, _)) if k == kind => targets.push(Target {
                     label: label.into(),
                     path: dir.into(),
                     kind,
                     mount_options: None,
+                    counted_at: None,
                 }),
                 Ok(_) => eprintln!("tmpfsd: {dir} is not a {label} directory here; left out"),
                 Err(e) => eprintln!("tmpfsd: {dir} left out: {e}"),
@@ -140,10 +147,19 @@ pub(crate) fn run(args: &BenchArgs, log_level: &str) -> Result<(), CliError> {
         })
         .context("cannot start the signal thread")?;
 
-    // The private mount (the first target) has its requests counted: the
-    // round trips behind its figures.
-    let counted = private.as_ref().and_then(|p| p.running.as_ref()).map(|r| (0, &*r.fs));
-    let result = measure(&targets, &workloads, &sizes, &tarball, args.reps, counted);
+    // Requests are counted on tmpfsd mounts: the round trips behind their
+    // figures. The private mount (the first target) is served here.
+    let served = private.as_ref().and_then(|p| p.running.as_ref()).map(|r| &*r.fs);
+    let counters: Vec<Option<Counter>> = targets
+        .iter()
+        .enumerate()
+        .map(|(t, target)| match (t, served, &target.counted_at) {
+            (0, Some(fs), _) => Some(Counter::Served(fs)),
+            (_, _, Some(root)) => Some(Counter::Mounted(root)),
+            _ => None,
+        })
+        .collect();
+    let result = measure(&targets, &workloads, &sizes, &tarball, args.reps, &counters);
     drop(private.take());
     let (measurements, requests) = result?;
     let report = Report::new(targets, args.reps, measurements).with_requests(requests);
@@ -182,13 +198,14 @@ fn given_target(dir: &Path) -> Result<Target, CliError> {
     if !meta.is_dir() {
         return Err(anyhow!("cannot measure {}: not a directory", dir.display()).into());
     }
-    let kind = kind_of(dir).map_err(|e| anyhow!("cannot measure {}: {e}", dir.display()))?;
+    let (kind, root) = kind_and_root(dir).map_err(|e| anyhow!("cannot measure {}: {e}", dir.display()))?;
     let path = super::absolute(dir);
     Ok(Target {
         label: path.display().to_string(),
         path,
         kind,
         mount_options: None,
+        counted_at: root,
     })
 }
 
@@ -210,37 +227,64 @@ fn short_labels(targets: &mut [Target]) {
     }
 }
 
-fn kind_of(dir: &Path) -> anyhow::Result<Kind> {
+/// What `dir` is, and for a tmpfsd mount the mount's root.
+fn kind_and_root(dir: &Path) -> anyhow::Result<(Kind, Option<PathBuf>)> {
     let magic = sys::fs_type_magic(dir)?;
     Ok(match magic {
-        TMPFS_MAGIC | RAMFS_MAGIC => Kind::Tmpfs,
+        TMPFS_MAGIC | RAMFS_MAGIC => (Kind::Tmpfs, None),
         sys::FUSE_SUPER_MAGIC => {
             let path = super::absolute(dir);
             let holder = sys::mounts()?
                 .into_iter()
                 .filter(|m| path.starts_with(&m.mount_point))
                 .max_by_key(|m| m.mount_point.as_os_str().len());
-            if holder.is_some_and(|m| m.is_tmpfsd()) {
-                Kind::Tmpfsd
-            } else {
-                Kind::Fuse
+            match holder {
+                Some(m) if m.is_tmpfsd() => (Kind::Tmpfsd, Some(m.mount_point)),
+                _ => (Kind::Fuse, None),
             }
         }
-        _ => Kind::Disk,
+        _ => (Kind::Disk, None),
     })
+}
+
+/// Where a target's requests are counted.
+enum Counter<'a> {
+    /// The private mount, served by this process.
+    Served(&'a Fs),
+    /// A tmpfsd mount given as a directory, by its root's counters.
+    Mounted(&'a Path),
+}
+
+impl Counter<'_> {
+    fn read(&self) -> Option<Requests> {
+        match self {
+            Counter::Served(fs) => Some(fs.requests()),
+            Counter::Mounted(root) => super::status::read_counters(root).map(|s| s.requests),
+        }
+    }
+
+    /// The requests between two readings, less those of the second
+    /// reading itself.
+    fn since(&self, before: &Requests) -> Option<Requests> {
+        let mut d = self.read()?.since(before);
+        if let Counter::Mounted(_) = self {
+            d.getxattr = d.getxattr.saturating_sub(1);
+        }
+        Some(d)
+    }
 }
 
 /// Runs every workload on every target, `reps` times, interleaved: each
 /// workload runs on all targets before the next starts, so that a noisy
-/// moment hits every column alike. For `counted`, a target served by this
-/// process and its file system, the requests of each run are counted too.
+/// moment hits every column alike. On targets with a counter (one per
+/// target), the requests of each run are counted too.
 fn measure(
     targets: &[Target],
     workloads: &[Workload],
     sizes: &Sizes,
     tarball: &[u8],
     reps: u32,
-    counted: Option<(usize, &Fs)>,
+    counters: &[Option<Counter>],
 ) -> anyhow::Result<(Vec<Measurement>, Vec<RequestSample>)> {
     let mut out = Vec::new();
     let mut requests = Vec::new();
@@ -264,10 +308,10 @@ fn measure(
                         continue;
                     }
                 };
-                let fs = counted.and_then(|(c, fs)| (c == t).then_some(fs));
-                let before = fs.map(Fs::requests);
+                let counter = counters.get(t).and_then(Option::as_ref);
+                let before = counter.and_then(Counter::read);
                 let result = w.run(scratch.path(), sizes, tarball);
-                let sent = fs.zip(before).map(|(fs, before)| fs.requests().since(&before));
+                let sent = counter.zip(before).and_then(|(c, before)| c.since(&before));
                 let cleaned = scratch.close();
                 if INTERRUPTED.load(Ordering::Relaxed) {
                     bail!("interrupted");
@@ -300,6 +344,7 @@ fn measure(
                 }
                 if let Some(sent) = sent {
                     requests.push(RequestSample {
+                        target: t,
                         workload: w.name(),
                         units: w.units(sizes),
                         requests: sent,
@@ -372,6 +417,7 @@ mod tests {
             path: path.into(),
             kind: Kind::Disk,
             mount_options: None,
+            counted_at: None,
         }
     }
 

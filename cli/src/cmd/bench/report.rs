@@ -21,6 +21,8 @@ pub(super) struct Measurement {
 /// workload.
 #[derive(Debug, Clone)]
 pub(super) struct RequestSample {
+    /// Index into the targets.
+    pub target: usize,
     pub workload: &'static str,
     /// How many of what the workload does, for requests per unit.
     pub units: Option<(u64, &'static str)>,
@@ -143,7 +145,7 @@ pub(super) struct Report {
     rows: Vec<Row>,
     tmpfs: Option<usize>,
     disk: Option<usize>,
-    /// Requests to the private tmpfsd mount (the first target), per run.
+    /// Requests to tmpfsd mounts, per run.
     requests: Vec<RequestSample>,
 }
 
@@ -177,26 +179,31 @@ impl Report {
         }
     }
 
-    /// Adds the requests counted on the private mount.
+    /// Adds the requests counted on tmpfsd mounts.
     pub(super) fn with_requests(mut self, requests: Vec<RequestSample>) -> Self {
         self.requests = requests;
         self
     }
 
-    /// One row per workload whose requests were counted, in run order;
-    /// the median run is a real run (the lower middle one of an even
-    /// count), so that its kinds add up to its total.
+    /// One row per target and workload whose requests were counted, in
+    /// target and then run order; the median run is a real run (the lower
+    /// middle one of an even count), so that its kinds add up to its total.
     fn request_rows(&self) -> Vec<RequestRow<'_>> {
-        let mut names: Vec<&str> = Vec::new();
+        let mut keys: Vec<(usize, &str)> = Vec::new();
         for r in &self.requests {
-            if !names.contains(&r.workload) {
-                names.push(r.workload);
+            if !keys.contains(&(r.target, r.workload)) {
+                keys.push((r.target, r.workload));
             }
         }
-        names
-            .into_iter()
-            .filter_map(|name| {
-                let mut runs: Vec<&RequestSample> = self.requests.iter().filter(|r| r.workload == name).collect();
+        // Stable: run order within each target.
+        keys.sort_by_key(|&(t, _)| t);
+        keys.into_iter()
+            .filter_map(|(t, name)| {
+                let mut runs: Vec<&RequestSample> = self
+                    .requests
+                    .iter()
+                    .filter(|r| r.target == t && r.workload == name)
+                    .collect();
                 let totals = runs.iter().map(|r| r.requests.total()).collect();
                 runs.sort_by_key(|r| r.requests.total());
                 let median = *runs.get((runs.len().max(1) - 1) / 2)?;
@@ -205,21 +212,22 @@ impl Report {
             .collect()
     }
 
-    /// The requests section of the table: per workload, the median run's
-    /// requests, per unit of work where there is one, by kind.
+    /// The requests sections of the table, one per counted target: per
+    /// workload, the median run's requests, per unit of work where there
+    /// is one, by kind.
     fn requests_table(&self) -> String {
-        let rows = self.request_rows();
         let mut out = String::new();
-        if rows.is_empty() {
-            return out;
-        }
-        let label = &self.targets[0].label;
-        let _ = writeln!(
-            out,
-            "\nrequests the kernel sent {label} (median run; by kind per unit of work where there is one)"
-        );
-        let _ = writeln!(out, "{:<10} {:>10} {:>14}  by kind", "workload", "requests", "per unit");
-        for row in rows {
+        let mut shown = None;
+        for row in self.request_rows() {
+            if shown != Some(row.median.target) {
+                shown = Some(row.median.target);
+                let label = &self.targets[row.median.target].label;
+                let _ = writeln!(
+                    out,
+                    "\nrequests the kernel sent {label} (median run; by kind per unit of work where there is one)"
+                );
+                let _ = writeln!(out, "{:<10} {:>10} {:>14}  by kind", "workload", "requests", "per unit");
+            }
             let total = row.median.requests.total();
             let per = match (row.per_unit(total), row.median.units) {
                 (Some(x), Some((_, unit))) => format!("{} / {unit}", format_count(x)),
@@ -406,7 +414,7 @@ impl Report {
                 let total = row.median.requests.total();
                 json!({
                     "workload": row.median.workload,
-                    "target": self.targets[0].label,
+                    "target": self.targets[row.median.target].label,
                     "totals": row.totals,
                     "median": total,
                     "units": row.median.units.map(|(n, _)| n),
@@ -582,6 +590,7 @@ mod tests {
             path: PathBuf::from("/x"),
             kind,
             mount_options: None,
+            counted_at: None,
         }
     }
 
@@ -664,6 +673,7 @@ mod tests {
 
     fn sample(workload: &'static str, units: Option<(u64, &'static str)>, lookup: u64, write: u64) -> RequestSample {
         RequestSample {
+            target: 0,
             workload,
             units,
             requests: Requests {
@@ -672,6 +682,46 @@ mod tests {
                 ..Requests::default()
             },
         }
+    }
+
+    #[test]
+    fn each_counted_target_gets_its_own_requests_section() {
+        let on = |target, workload| RequestSample {
+            target,
+            ..sample(workload, Some((1, "file")), 1, 0)
+        };
+        // Run order: workloads interleave targets; repetitions repeat.
+        let r = report().with_requests(vec![
+            on(2, "small"),
+            on(0, "small"),
+            on(2, "tree"),
+            on(0, "tree"),
+            on(2, "small"),
+            on(0, "small"),
+        ]);
+        let table = r.table();
+        let heads: Vec<usize> = ["sent tmpfsd ", "sent tmpfs "]
+            .iter()
+            .map(|h| table.find(h).unwrap_or_else(|| panic!("{h}: {table}")))
+            .collect();
+        assert!(heads[0] < heads[1], "target order: {table}");
+        assert_eq!(table.lines().filter(|l| l.starts_with("small ")).count(), 2, "{table}");
+        let rows: Vec<(Value, Value)> = r.json()["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| (x["target"].clone(), x["workload"].clone()))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("tmpfsd", "small"),
+                ("tmpfsd", "tree"),
+                ("tmpfs", "small"),
+                ("tmpfs", "tree")
+            ]
+            .map(|(t, w)| (json!(t), json!(w)))
+        );
     }
 
     #[test]
@@ -727,6 +777,7 @@ mod tests {
         ) = (7, 8, 9, 10, 11, 12);
         let wide =
             Report::new(vec![target("tmpfsd", Kind::Tmpfsd)], 1, Vec::new()).with_requests(vec![RequestSample {
+                target: 0,
                 workload: "tree",
                 units: Some((3, "file")),
                 requests: many,
