@@ -70,7 +70,8 @@ pub(crate) enum Command {
     },
     /// Measure temp-file workloads on a fresh private tmpfsd mount, a disk
     /// temp directory (/var/tmp) and kernel tmpfs (/dev/shm), side by side,
-    /// or on the directories given.
+    /// or on the directories given; on tmpfsd mounts, also count the
+    /// requests the kernel sent for each workload.
     Bench {
         /// Directories to measure instead of the three defaults (each gets a
         /// scratch directory that is removed afterwards).
@@ -87,7 +88,7 @@ pub(crate) enum Command {
         /// Mount options for the private tmpfsd mount, as for `mount`.
         #[arg(short = 'o', value_name = "OPTS")]
         options: Vec<String>,
-        /// Print JSON (samples, medians, ratios) instead of a table.
+        /// Print JSON (samples, medians, ratios, requests) instead of a table.
         #[arg(long)]
         json: bool,
         /// Also draw the ratios as a bar chart into this SVG file.
