@@ -4,7 +4,7 @@
 use std::fs;
 use std::process::Command;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use tmpfsd::sys;
 
 use crate::common::{bin, MountGuard};
@@ -63,6 +63,21 @@ fn bench_measures_private_mount_disk_and_tmpfs() {
     assert!(err.lines().filter(|l| l.starts_with("[2/2")).count() >= 2, "{err}");
     let j: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
     assert_eq!(j["repetitions"], 2);
+    // The machine is named with the figures, its FUSE wake-up setting as
+    // the kernel shows it (absent where the kernel has no such parameter).
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(j["host"]["cpus"], cpus, "{}", j["host"]);
+    let wake_here = fs::read_to_string("/sys/module/fuse/parameters/wake_here")
+        .ok()
+        .map(|s| s.trim() == "Y");
+    assert_eq!(j["host"]["fuse_wake_here"], json!(wake_here), "{}", j["host"]);
+    let haltpoll =
+        fs::read_to_string("/sys/devices/system/cpu/cpuidle/current_driver").is_ok_and(|d| d.trim() == "haltpoll");
+    let halt_poll_ns = fs::read_to_string("/sys/module/haltpoll/parameters/guest_halt_poll_ns")
+        .ok()
+        .filter(|_| haltpoll)
+        .map(|s| s.trim().parse::<u64>().unwrap());
+    assert_eq!(j["host"]["guest_halt_poll_ns"], json!(halt_poll_ns), "{}", j["host"]);
     let kinds: Vec<&str> = j["targets"]
         .as_array()
         .unwrap()
@@ -146,6 +161,10 @@ fn bench_on_given_directories_names_what_they_are() {
     assert!(table.contains("(a tmpfsd mount)"), "{table}");
     assert!(table.contains("(disk)"), "{table}");
     assert!(table.contains("named_tempfile_64k"), "{table}");
+    assert!(
+        table.lines().any(|l| l.starts_with("host: ") && l.contains(" CPU")),
+        "{table}"
+    );
     // Columns are headed by the last component; the legend has the path.
     let name = plain.path().file_name().unwrap().to_str().unwrap();
     let header = table.lines().find(|l| l.starts_with("metric")).unwrap();

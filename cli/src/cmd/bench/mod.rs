@@ -7,6 +7,7 @@
 //! an interrupted run still unmounts: SIGINT, SIGTERM and SIGHUP stop the
 //! running workload at its next step, and everything is cleaned up.
 
+mod host;
 mod report;
 mod workloads;
 
@@ -162,7 +163,9 @@ pub(crate) fn run(args: &BenchArgs, log_level: &str) -> Result<(), CliError> {
     let result = measure(&targets, &workloads, &sizes, &tarball, args.reps, &counters);
     drop(private.take());
     let (measurements, requests) = result?;
-    let report = Report::new(targets, args.reps, measurements).with_requests(requests);
+    let report = Report::new(targets, args.reps, measurements)
+        .with_requests(requests)
+        .with_host(host::Host::read());
     if let Some(plot) = &args.plot {
         std::fs::write(plot, report.svg()).with_context(|| format!("cannot write {}", plot.display()))?;
     }

@@ -6,6 +6,7 @@ use std::fmt::Write;
 use serde_json::{json, Value};
 use tmpfsd::core::Requests;
 
+use super::host::Host;
 use super::workloads::{Better, Figure};
 use super::{Kind, Target};
 
@@ -147,6 +148,8 @@ pub(super) struct Report {
     disk: Option<usize>,
     /// Requests to tmpfsd mounts, per run.
     requests: Vec<RequestSample>,
+    /// The machine the figures were measured on.
+    host: Option<Host>,
 }
 
 impl Report {
@@ -176,12 +179,19 @@ impl Report {
             tmpfs,
             disk,
             requests: Vec::new(),
+            host: None,
         }
     }
 
     /// Adds the requests counted on tmpfsd mounts.
     pub(super) fn with_requests(mut self, requests: Vec<RequestSample>) -> Self {
         self.requests = requests;
+        self
+    }
+
+    /// Says which machine the figures come from.
+    pub(super) fn with_host(mut self, host: Host) -> Self {
+        self.host = Some(host);
         self
     }
 
@@ -297,6 +307,9 @@ impl Report {
             .max(10);
         for t in &self.targets {
             let _ = writeln!(out, "  {:<w$} {} ({})", t.label, t.path.display(), t.describe());
+        }
+        if let Some(host) = &self.host {
+            let _ = writeln!(out, "{}", host.describe());
         }
         out.push('\n');
         let values: Vec<Column> = (0..self.targets.len())
@@ -426,6 +439,7 @@ impl Report {
             .collect();
         json!({
             "repetitions": self.reps,
+            "host": self.host,
             "targets": self.targets,
             "metrics": rows,
             "requests": requests,
@@ -475,12 +489,18 @@ impl Report {
                     .map(|o| format!("; {} mounted with -o {o}", t.label))
             })
             .collect();
+        let host = self
+            .host
+            .as_ref()
+            .map(|h| format!("; {}", h.short()))
+            .unwrap_or_default();
         let _ = writeln!(
             s,
-            r##"<text x="{left}" y="42" fill="#555">medians of {} repetition{}; for times (untar, rm_rf) the inverse ratio{}</text>"##,
+            r##"<text x="{left}" y="42" fill="#555">medians of {} repetition{}; for times (untar, rm_rf) the inverse ratio{}{}</text>"##,
             self.reps,
             if self.reps == 1 { "" } else { "s" },
-            xml(&options)
+            xml(&options),
+            xml(&host)
         );
         // Legend.
         let mut lx = left;
@@ -816,5 +836,33 @@ mod tests {
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("seq_write") && svg.contains("200.0 MB/s (0.5x)"), "{svg}");
         assert_eq!(svg.matches("<rect").count(), 1 + 3 + 6, "background, legend, bars");
+        assert!(!table.contains("host:") && j["host"].is_null(), "no host given");
+    }
+
+    #[test]
+    fn the_host_is_named_in_every_form() {
+        let r = report().with_host(Host {
+            kernel: Some("6.18.0-test".into()),
+            cpus: 2,
+            fuse_wake_here: Some(false),
+            guest_halt_poll_ns: Some(0),
+        });
+        let table = r.table();
+        let line = table.lines().find(|l| l.starts_with("host: ")).expect(&table);
+        assert!(line.contains("2 CPUs, kernel 6.18.0-test"), "{line}");
+        assert!(
+            line.contains("haltpoll.guest_halt_poll_ns=0, fuse.wake_here=N"),
+            "{line}"
+        );
+        // Above the figures, within the table's width.
+        assert!(table.find("host: ") < table.find("metric"), "{table}");
+        assert!(line.chars().count() <= WIDE, "{line}");
+        let j = r.json();
+        assert_eq!(j["host"]["fuse_wake_here"], false, "{}", j["host"]);
+        assert_eq!(j["host"]["guest_halt_poll_ns"], 0, "{}", j["host"]);
+        assert_eq!(j["host"]["kernel"], "6.18.0-test", "{}", j["host"]);
+        assert!(r
+            .svg()
+            .contains("2 CPUs, kernel 6.18.0-test, haltpoll.guest_halt_poll_ns=0, fuse.wake_here=N"));
     }
 }
