@@ -40,6 +40,16 @@ pub(super) enum Kind {
 }
 
 impl Kind {
+    /// A word for the kind, for the plot's legend.
+    pub(super) fn short(self) -> &'static str {
+        match self {
+            Kind::Tmpfsd => "tmpfsd",
+            Kind::Tmpfs => "tmpfs",
+            Kind::Fuse => "FUSE",
+            Kind::Disk => "disk",
+        }
+    }
+
     /// What the table says a directory is.
     pub(super) fn describe(self) -> &'static str {
         match self {

@@ -461,12 +461,28 @@ impl Report {
         let all = ratios.iter().flatten().flatten().copied();
         let lo = all.clone().fold(1.0f64, f64::min).log10().floor().min(-1.0);
         let hi = all.fold(1.0f64, f64::max).log10().ceil().max(1.0);
-        let (left, right, top, bar, gap) = (190.0, 250.0, 90.0, 16.0, 14.0);
+        let (left, right, bar, gap) = (190.0, 250.0, 16.0, 14.0);
         let plot_w = 520.0;
+        let width = left + plot_w + right;
+        // The legend, wrapped within the width: (x, line, text) per target.
+        let mut legend = Vec::new();
+        let (mut lx, mut line) = (left, 0.0);
+        for target in &self.targets {
+            let text = match target.kind.short() {
+                k if k == target.label => target.label.clone(),
+                k => format!("{} ({k})", target.label),
+            };
+            let w = 24.0 + 7.0 * text.chars().count() as f64;
+            if lx > left && lx + w > width - 10.0 {
+                (lx, line) = (left, line + 1.0);
+            }
+            legend.push((lx, line, text));
+            lx += w;
+        }
+        let top = 106.0 + 18.0 * line;
         let n = self.targets.len() as f64;
         let group_h = n * bar + gap;
         let height = top + group_h * self.rows.len() as f64 + 50.0;
-        let width = left + plot_w + right;
         let x = |r: f64| left + (r.log10() - lo) / (hi - lo) * plot_w;
 
         let mut s = String::new();
@@ -477,8 +493,9 @@ impl Report {
         let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
         let _ = writeln!(
             s,
-            r#"<text x="{left}" y="24" font-size="16" font-weight="bold">tmpfsd bench: speed relative to {} (log scale, right is faster)</text>"#,
-            xml(&self.targets[reference].label)
+            r#"<text x="{left}" y="24" font-size="16" font-weight="bold">tmpfsd bench: speed relative to {} ({}; log scale, right is faster)</text>"#,
+            xml(&self.targets[reference].label),
+            xml(&self.targets[reference].describe())
         );
         let options: String = self
             .targets
@@ -489,26 +506,25 @@ impl Report {
                     .map(|o| format!("; {} mounted with -o {o}", t.label))
             })
             .collect();
-        let host = self
-            .host
-            .as_ref()
-            .map(|h| format!("; {}", h.short()))
-            .unwrap_or_default();
         let _ = writeln!(
             s,
-            r##"<text x="{left}" y="42" fill="#555">medians of {} repetition{}; for times (untar, rm_rf) the inverse ratio{}{}</text>"##,
+            r##"<text x="{left}" y="42" fill="#555">medians of {} repetition{}; for times (untar, rm_rf) the inverse ratio{}</text>"##,
             self.reps,
             if self.reps == 1 { "" } else { "s" },
             xml(&options),
-            xml(&host)
         );
-        // Legend.
-        let mut lx = left;
-        for (t, target) in self.targets.iter().enumerate() {
+        if let Some(host) = &self.host {
+            let _ = writeln!(
+                s,
+                r##"<text x="{left}" y="58" fill="#555">{}</text>"##,
+                xml(&host.short())
+            );
+        }
+        for (t, (lx, line, text)) in legend.iter().enumerate() {
             let c = COLORS[t % COLORS.len()];
-            let _ = writeln!(s, r#"<rect x="{lx}" y="54" width="12" height="12" fill="{c}"/>"#);
-            let _ = writeln!(s, r#"<text x="{}" y="65">{}</text>"#, lx + 16.0, xml(&target.label));
-            lx += 24.0 + 7.0 * target.label.len() as f64;
+            let y = 70.0 + 18.0 * line;
+            let _ = writeln!(s, r#"<rect x="{lx}" y="{y}" width="12" height="12" fill="{c}"/>"#);
+            let _ = writeln!(s, r#"<text x="{}" y="{}">{}</text>"#, lx + 16.0, y + 11.0, xml(text));
         }
         // Decade grid lines, with 1 (the reference) stronger.
         let bottom = height - 40.0;
@@ -863,6 +879,45 @@ mod tests {
         assert_eq!(j["host"]["kernel"], "6.18.0-test", "{}", j["host"]);
         assert!(r
             .svg()
-            .contains("2 CPUs, kernel 6.18.0-test, haltpoll.guest_halt_poll_ns=0, fuse.wake_here=N"));
+            .contains(">2 CPUs, kernel 6.18.0-test, haltpoll.guest_halt_poll_ns=0, fuse.wake_here=N</text>"));
+    }
+
+    #[test]
+    fn the_plot_legend_names_what_each_directory_is_and_stays_within_the_width() {
+        // Labels that are the kind's own name stay as they are.
+        let svg = report().svg();
+        assert!(svg.contains(">tmpfsd</text>") && svg.contains(">disk</text>"), "{svg}");
+        assert!(svg.contains("speed relative to tmpfs (kernel tmpfs;"), "{svg}");
+        // Given directories are named by their path: the legend adds the kind.
+        let mut targets = vec![target("scratch-on-tmpfsd", Kind::Tmpfsd), target("ref", Kind::Tmpfs)];
+        targets.extend((0..6).map(|i| target(&format!("some-fuse-mount-{i}"), Kind::Fuse)));
+        let ms = (0..targets.len())
+            .map(|t| m(t, "seq_write", Better::Higher, 100.0 + t as f64))
+            .collect();
+        let svg = Report::new(targets, 1, ms).svg();
+        assert!(svg.contains(">scratch-on-tmpfsd (tmpfsd)</text>"), "{svg}");
+        assert!(svg.contains(">some-fuse-mount-5 (FUSE)</text>"), "{svg}");
+        assert!(svg.contains("speed relative to ref (kernel tmpfs;"), "{svg}");
+        let attr = |line: &str, name: &str| -> f64 {
+            let v = line.split(&format!(" {name}=\"")).nth(1).expect(line);
+            v.split('"').next().unwrap().parse().expect(line)
+        };
+        let width = attr(svg.lines().next().unwrap(), "width");
+        let mut legend_rows: Vec<f64> = Vec::new();
+        for line in svg.lines().filter(|l| l.contains(r#"width="12" height="12""#)) {
+            // 7 px per character is what the legend allows for its text.
+            assert!(attr(line, "x") + 24.0 + 7.0 * 24.0 <= width, "{line}");
+            if !legend_rows.contains(&attr(line, "y")) {
+                legend_rows.push(attr(line, "y"));
+            }
+        }
+        assert!(legend_rows.len() > 1, "eight long names need more than one legend row");
+        // The bars start below the legend.
+        let legend_bottom = legend_rows.iter().copied().fold(0.0, f64::max) + 12.0;
+        let first_bar = svg.lines().find(|l| l.contains(r#"height="14.0""#)).expect(&svg);
+        assert!(
+            attr(first_bar, "y") > legend_bottom,
+            "{first_bar} above {legend_bottom}"
+        );
     }
 }
