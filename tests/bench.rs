@@ -50,7 +50,7 @@ fn bench_measures_private_mount_disk_and_tmpfs() {
         "--reps",
         "2",
         "--only",
-        "small,meta,tree",
+        "small,meta,probe,tree",
         "-o",
         "passthrough=on",
         "--json",
@@ -97,7 +97,14 @@ fn bench_measures_private_mount_disk_and_tmpfs() {
         .collect();
     assert_eq!(
         metrics,
-        ["small_create_unlink", "stat_hot", "open_close", "untar", "rm_rf"]
+        [
+            "small_create_unlink",
+            "stat_hot",
+            "open_close",
+            "getxattr_missing",
+            "untar",
+            "rm_rf"
+        ]
     );
     for m in j["metrics"].as_array().unwrap() {
         for r in m["results"].as_array().unwrap() {
@@ -114,7 +121,7 @@ fn bench_measures_private_mount_disk_and_tmpfs() {
     // unlinked by exactly one request.
     let requests = j["requests"].as_array().unwrap();
     let workloads: Vec<&str> = requests.iter().map(|r| r["workload"].as_str().unwrap()).collect();
-    assert_eq!(workloads, ["small", "meta", "tree"]);
+    assert_eq!(workloads, ["small", "meta", "probe", "tree"]);
     for r in requests {
         assert_eq!(r["totals"].as_array().unwrap().len(), 2, "{r}");
         assert!(r["median"].as_u64().unwrap() > 0, "{r}");
@@ -123,6 +130,12 @@ fn bench_measures_private_mount_disk_and_tmpfs() {
         requests[0]["by_kind"]["unlink"], requests[0]["units"],
         "{}",
         requests[0]
+    );
+    // The probe's calls are each one round trip.
+    assert_eq!(
+        requests[2]["by_kind"]["getxattr"], requests[2]["units"],
+        "{}",
+        requests[2]
     );
     let chart = fs::read_to_string(&svg).unwrap();
     assert!(chart.starts_with("<svg") && chart.contains("small_create_unlink"));

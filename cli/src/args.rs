@@ -82,7 +82,7 @@ pub(crate) enum Command {
         /// Smaller files and counts, for a first look in about a minute.
         #[arg(long)]
         quick: bool,
-        /// Only these workloads: seq, rand, small, dir, meta, named, spooled, tree.
+        /// Only these workloads: seq, rand, small, dir, meta, probe, named, spooled, tree.
         #[arg(long, value_delimiter = ',', value_name = "LIST")]
         only: Vec<String>,
         /// Mount options for the private tmpfsd mount, as for `mount`.

@@ -3,8 +3,10 @@
 //! They use plain std I/O, as programs do: no O_DIRECT, no fsync (temp
 //! files are not meant to be durable), single-threaded.
 
+use std::ffi::{CStr, CString};
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,6 +39,8 @@ pub(super) struct Sizes {
     pub dir_n: u64,
     /// stat calls, and open+close pairs, of one file.
     pub meta_n: u64,
+    /// getxattr calls for a missing name.
+    pub probe_n: u64,
     /// Iterations of the NamedTemporaryFile loop.
     pub named_n: u64,
     /// Iterations of the SpooledTemporaryFile loop.
@@ -53,6 +57,7 @@ impl Sizes {
         small_n: 10_000,
         dir_n: 20_000,
         meta_n: 200_000,
+        probe_n: 20_000,
         named_n: 2_000,
         spooled_n: 30,
         tree_files: 6_000,
@@ -64,6 +69,7 @@ impl Sizes {
         small_n: 2_000,
         dir_n: 5_000,
         meta_n: 50_000,
+        probe_n: 5_000,
         named_n: 500,
         spooled_n: 8,
         tree_files: 1_500,
@@ -113,18 +119,20 @@ pub(super) enum Workload {
     Small,
     Dir,
     Meta,
+    Probe,
     Named,
     Spooled,
     Tree,
 }
 
 impl Workload {
-    pub(super) const ALL: [Workload; 8] = [
+    pub(super) const ALL: [Workload; 9] = [
         Workload::Seq,
         Workload::Rand,
         Workload::Small,
         Workload::Dir,
         Workload::Meta,
+        Workload::Probe,
         Workload::Named,
         Workload::Spooled,
         Workload::Tree,
@@ -137,6 +145,7 @@ impl Workload {
             Workload::Small => "small",
             Workload::Dir => "dir",
             Workload::Meta => "meta",
+            Workload::Probe => "probe",
             Workload::Named => "named",
             Workload::Spooled => "spooled",
             Workload::Tree => "tree",
@@ -158,6 +167,7 @@ impl Workload {
             Workload::Dir => Some((sizes.dir_n, "file")),
             // A stat and an open + close of the one name, each `n` times.
             Workload::Meta => Some((2 * sizes.meta_n, "call")),
+            Workload::Probe => Some((sizes.probe_n, "call")),
             Workload::Named => Some((sizes.named_n, "file")),
             Workload::Spooled => Some((sizes.spooled_n, "file")),
             Workload::Tree => Some((sizes.tree_files, "file")),
@@ -172,6 +182,7 @@ impl Workload {
             Workload::Small => small_files(dir, sizes.small_n),
             Workload::Dir => one_directory(dir, sizes.dir_n),
             Workload::Meta => hot_name(dir, sizes.meta_n),
+            Workload::Probe => uncached_calls(dir, sizes.probe_n),
             Workload::Named => named_tempfiles(dir, sizes.named_n),
             Workload::Spooled => spooled_tempfiles(dir, sizes.spooled_n),
             Workload::Tree => untar_and_remove(dir, tarball),
@@ -390,6 +401,54 @@ fn hot_name(dir: &Path, n: u64) -> Result<Vec<Figure>> {
     ])
 }
 
+/// A call no cache answers, `n` times: `getxattr` of a name the file does
+/// not have. The kernel caches no extended attributes of a FUSE file, so
+/// on a FUSE file system that has them each call is one round trip to the
+/// daemon, the price of every request the kernel cannot answer itself;
+/// on tmpfs or a disk it is a system call (and on a FUSE file system
+/// without extended attributes too, after the first). Its rate, with the
+/// requests per unit of work below the table, says what the other figures
+/// can be.
+fn uncached_calls(dir: &Path, n: u64) -> Result<Vec<Figure>> {
+    let path = dir.join("probe");
+    fs::write(&path, b"").with_context(|| format!("cannot create {}", path.display()))?;
+    let c_path = CString::new(path.as_os_str().as_bytes())?;
+    let t = Instant::now();
+    for i in 0..n {
+        if i % 4096 == 0 {
+            check_interrupt()?;
+        }
+        match getxattr_size(&c_path, c"user.tmpfsd-bench.missing") {
+            Ok(_) => bail!("{} has an attribute it was never given", path.display()),
+            // A file system without extended attributes says so instead.
+            Err(e) if matches!(e.raw_os_error(), Some(NO_ATTRIBUTE | libc::ENOTSUP)) => {}
+            Err(e) => return Err(e).with_context(|| format!("getxattr on {}", path.display())),
+        }
+    }
+    let took = t.elapsed();
+    fs::remove_file(&path)?;
+    Ok(vec![rate("getxattr_missing", "ops/s", n as f64, took)])
+}
+
+/// The errno of `getxattr` for a missing attribute.
+#[cfg(target_os = "linux")]
+const NO_ATTRIBUTE: i32 = libc::ENODATA;
+/// The errno of `getxattr` for a missing attribute.
+#[cfg(target_os = "macos")]
+const NO_ATTRIBUTE: i32 = libc::ENOATTR;
+
+/// The size of an extended attribute's value.
+fn getxattr_size(path: &CStr, name: &CStr) -> std::io::Result<usize> {
+    // SAFETY: valid NUL-terminated strings; a null buffer of length 0
+    // asks for the size only.
+    #[cfg(target_os = "linux")]
+    let n = unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) };
+    // SAFETY: as above (macOS adds a position and options).
+    #[cfg(target_os = "macos")]
+    let n = unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0, 0, 0) };
+    usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
+}
+
 /// What Python's NamedTemporaryFile does: a random name created with
 /// O_EXCL and mode 0600, written, read back, closed and unlinked.
 fn named_tempfiles(dir: &Path, n: u64) -> Result<Vec<Figure>> {
@@ -547,6 +606,7 @@ mod tests {
             small_n: 20,
             dir_n: 30,
             meta_n: 50,
+            probe_n: 20,
             named_n: 5,
             spooled_n: 2,
             tree_files: 40,
