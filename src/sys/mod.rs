@@ -171,10 +171,24 @@ pub fn fs_type_magic(path: &Path) -> io::Result<i64> {
 /// is missing.
 #[cfg(target_os = "linux")]
 pub(crate) fn fusermount3_error(e: io::Error) -> io::Error {
-    if e.kind() == io::ErrorKind::NotFound {
-        io::Error::new(e.kind(), "fusermount3 not found (install fuse3)")
-    } else {
-        e
+    fusermount3_error_on(e, std::env::var_os("PATH").as_deref())
+}
+
+/// [`fusermount3_error`] for the search path `path`. execvp(3) reports
+/// EACCES, not ENOENT, when the program is nowhere on the path but some
+/// directory of it could not be searched (root's directories, for a user
+/// who kept root's PATH): that is a missing fusermount3 too. A
+/// fusermount3 that is there but may not be run (mode 4750 for a group
+/// the user is not in) keeps its own error.
+#[cfg(target_os = "linux")]
+fn fusermount3_error_on(e: io::Error, path: Option<&std::ffi::OsStr>) -> io::Error {
+    let on_path = || path.is_some_and(|p| std::env::split_paths(p).any(|d| d.join("fusermount3").is_file()));
+    match e.kind() {
+        io::ErrorKind::NotFound => io::Error::new(e.kind(), "fusermount3 not found (install fuse3)"),
+        io::ErrorKind::PermissionDenied if !on_path() => {
+            io::Error::new(io::ErrorKind::NotFound, "fusermount3 not found (install fuse3)")
+        }
+        kind => io::Error::new(kind, format!("cannot run fusermount3: {e}")),
     }
 }
 
@@ -260,6 +274,31 @@ pub fn unmount_with_grace(path: &Path, grace: std::time::Duration) -> io::Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_missing_fusermount3_is_named_however_exec_reports_it() {
+        let denied = || io::Error::from_raw_os_error(libc::EACCES);
+        let empty = tempfile::tempdir().unwrap();
+        let with = tempfile::tempdir().unwrap();
+        std::fs::write(with.path().join("fusermount3"), b"").unwrap();
+        let msg = |e: io::Error| e.to_string();
+        assert_eq!(
+            msg(fusermount3_error_on(io::Error::from_raw_os_error(libc::ENOENT), None)),
+            "fusermount3 not found (install fuse3)"
+        );
+        // EACCES from a path that has no fusermount3: missing.
+        let e = fusermount3_error_on(denied(), Some(empty.path().as_os_str()));
+        assert_eq!(
+            (e.kind(), msg(e)),
+            (io::ErrorKind::NotFound, "fusermount3 not found (install fuse3)".into())
+        );
+        // EACCES with one there: that one may not be run.
+        let path = std::env::join_paths([empty.path(), with.path()]).unwrap();
+        let e = fusermount3_error_on(denied(), Some(&path));
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+        assert!(msg(e).starts_with("cannot run fusermount3: Permission denied"));
+    }
 
     #[test]
     fn mountinfo_lines_parse_with_escapes() {
