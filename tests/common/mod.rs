@@ -135,7 +135,10 @@ impl MountGuard {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("tmpfsd exited before the mount was ready: {status}");
+                panic!(
+                    "tmpfsd exited before the mount was ready: {status} (its error is above; \
+                     on a fresh machine run tests/scripts/install-tools.sh, as scripts/test.sh does)"
+                );
             }
             let listed = sys::mount_at(&self.path).unwrap().is_some_and(|m| m.is_tmpfsd());
             if listed && sys::fs_type_magic(&self.path).ok() == Some(sys::FUSE_SUPER_MAGIC) {
@@ -340,7 +343,7 @@ impl LoopFs {
             .arg(&image)
             .stdout(std::process::Stdio::null())
             .status()
-            .unwrap_or_else(|e| panic!("{}: {e}", mkfs[0]));
+            .unwrap_or_else(|e| panic!("{}: {e} (tests/scripts/install-tools.sh installs it)", mkfs[0]));
         assert!(st.success(), "{} failed", mkfs[0]);
         let dir = tempfile::Builder::new().prefix("tmpfsd-test-loop.").tempdir().unwrap();
         let st = Command::new("mount")
