@@ -183,12 +183,15 @@ pub(crate) fn fusermount3_error(e: io::Error) -> io::Error {
 #[cfg(target_os = "linux")]
 fn fusermount3_error_on(e: io::Error, path: Option<&std::ffi::OsStr>) -> io::Error {
     let on_path = || path.is_some_and(|p| std::env::split_paths(p).any(|d| d.join("fusermount3").is_file()));
-    match e.kind() {
-        io::ErrorKind::NotFound => io::Error::new(e.kind(), "fusermount3 not found (install fuse3)"),
-        io::ErrorKind::PermissionDenied if !on_path() => {
-            io::Error::new(io::ErrorKind::NotFound, "fusermount3 not found (install fuse3)")
-        }
-        kind => io::Error::new(kind, format!("cannot run fusermount3: {e}")),
+    let missing = match e.kind() {
+        io::ErrorKind::NotFound => true,
+        io::ErrorKind::PermissionDenied => !on_path(),
+        _ => false,
+    };
+    if missing {
+        io::Error::new(io::ErrorKind::NotFound, "fusermount3 not found (install fuse3)")
+    } else {
+        io::Error::new(e.kind(), format!("cannot run fusermount3: {e}"))
     }
 }
 
