@@ -88,7 +88,7 @@ pub(crate) enum Command {
         /// Mount options for the private tmpfsd mount, as for `mount`.
         #[arg(short = 'o', value_name = "OPTS")]
         options: Vec<String>,
-        /// Print JSON (samples, medians, ratios, requests) instead of a table.
+        /// Print JSON (host, samples, medians, ratios, requests) instead of a table.
         #[arg(long)]
         json: bool,
         /// Also draw the ratios as a bar chart into this SVG file.
