@@ -167,6 +167,23 @@ pub fn fs_type_magic(path: &Path) -> io::Result<i64> {
     Ok(st.f_type as i64)
 }
 
+/// getxattr(2): reads the extended attribute `name` of `path` into `buf`
+/// and returns its length; an empty `buf` asks for the length only.
+///
+/// # Errors
+/// ENODATA (ENOATTR on macOS) for a missing attribute, ERANGE when `buf`
+/// is too small, ENOTSUP where the file system has no such attributes.
+pub fn getxattr(path: &std::ffi::CStr, name: &std::ffi::CStr, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: valid NUL-terminated strings and a buffer of the given
+    // length (never written through when the length is 0).
+    #[cfg(target_os = "linux")]
+    let n = unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    // SAFETY: as above (macOS adds a position and options).
+    #[cfg(target_os = "macos")]
+    let n = unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len(), 0, 0) };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
 /// The error of starting `fusermount3`, saying what to install when it
 /// is missing.
 #[cfg(target_os = "linux")]

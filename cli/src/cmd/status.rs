@@ -71,13 +71,7 @@ pub(super) fn read_counters(mount: &Path) -> Option<Stats> {
     let path = std::ffi::CString::new(mount.as_os_str().as_bytes()).ok()?;
     let name = std::ffi::CString::new(STATS_XATTR).ok()?;
     let mut buf = vec![0u8; 64 << 10];
-    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
-    #[cfg(target_os = "linux")]
-    let n = unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    // SAFETY: as above (macOS adds a position and options).
-    #[cfg(target_os = "macos")]
-    let n = unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len(), 0, 0) };
-    let n = usize::try_from(n).ok()?;
+    let n = sys::getxattr(&path, &name, &mut buf).ok()?;
     serde_json::from_slice(&buf[..n]).ok()
 }
 

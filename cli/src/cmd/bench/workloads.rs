@@ -3,7 +3,7 @@
 //! They use plain std I/O, as programs do: no O_DIRECT, no fsync (temp
 //! files are not meant to be durable), single-threaded.
 
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -418,7 +418,7 @@ fn uncached_calls(dir: &Path, n: u64) -> Result<Vec<Figure>> {
         if i % 4096 == 0 {
             check_interrupt()?;
         }
-        match getxattr_size(&c_path, c"user.tmpfsd-bench.missing") {
+        match tmpfsd::sys::getxattr(&c_path, c"user.tmpfsd-bench.missing", &mut []) {
             Ok(_) => bail!("{} has an attribute it was never given", path.display()),
             // A file system without extended attributes says so instead.
             Err(e) if matches!(e.raw_os_error(), Some(NO_ATTRIBUTE | libc::ENOTSUP)) => {}
@@ -436,18 +436,6 @@ const NO_ATTRIBUTE: i32 = libc::ENODATA;
 /// The errno of `getxattr` for a missing attribute.
 #[cfg(target_os = "macos")]
 const NO_ATTRIBUTE: i32 = libc::ENOATTR;
-
-/// The size of an extended attribute's value.
-fn getxattr_size(path: &CStr, name: &CStr) -> std::io::Result<usize> {
-    // SAFETY: valid NUL-terminated strings; a null buffer of length 0
-    // asks for the size only.
-    #[cfg(target_os = "linux")]
-    let n = unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) };
-    // SAFETY: as above (macOS adds a position and options).
-    #[cfg(target_os = "macos")]
-    let n = unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0, 0, 0) };
-    usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
-}
 
 /// What Python's NamedTemporaryFile does: a random name created with
 /// O_EXCL and mode 0600, written, read back, closed and unlinked.
